@@ -1,0 +1,423 @@
+"""OpenAI Realtime events, one attrs class per wire message, in one internal vocabulary.
+
+Client events are parsed by `relay.codec` (lenient about extra keys, strict about types).  Server
+events are written by the dialect serializers in `relay.codec`: the classes below carry beta and GA
+names in `WIRE` and the serializer applies the GA renames and content-type asymmetries
+(shared/reference/protocols.md 1.3, 1.5), so the translator never thinks about dialects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+Json = Any
+
+# ---------------------------------------------------------------- conversation items
+
+
+@attrs.define(slots=True)
+class ContentPart:
+    """One part of a message item.  `type` is internal: text|audio for assistant output,
+    input_text|input_audio|item_reference for user/system input."""
+
+    type: str
+    text: str | None = None
+    audio: str | None = None
+    transcript: str | None = None
+    id: str | None = None
+
+
+@attrs.define(slots=True)
+class Item:
+    """A conversation item as the client sends it and as the relay stores it."""
+
+    type: str = "message"
+    id: str | None = None
+    object: str | None = None
+    status: str | None = None
+    role: str | None = None
+    content: list[ContentPart] | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: str | None = None
+
+
+# ---------------------------------------------------------------- client events
+
+
+@attrs.frozen
+class SessionUpdate:
+    TYPE: ClassVar[str] = "session.update"
+    session: dict[str, Json]
+    event_id: str | None = None
+
+
+@attrs.frozen
+class TranscriptionSessionUpdate:
+    TYPE: ClassVar[str] = "transcription_session.update"
+    session: dict[str, Json]
+    event_id: str | None = None
+
+
+@attrs.frozen
+class InputAudioBufferAppend:
+    TYPE: ClassVar[str] = "input_audio_buffer.append"
+    audio: str
+    event_id: str | None = None
+
+
+@attrs.frozen
+class InputAudioBufferCommit:
+    TYPE: ClassVar[str] = "input_audio_buffer.commit"
+    event_id: str | None = None
+
+
+@attrs.frozen
+class InputAudioBufferClear:
+    TYPE: ClassVar[str] = "input_audio_buffer.clear"
+    event_id: str | None = None
+
+
+@attrs.frozen
+class OutputAudioBufferClear:
+    TYPE: ClassVar[str] = "output_audio_buffer.clear"
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemCreate:
+    TYPE: ClassVar[str] = "conversation.item.create"
+    item: Item
+    previous_item_id: str | None = None
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemRetrieve:
+    TYPE: ClassVar[str] = "conversation.item.retrieve"
+    item_id: str
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemTruncate:
+    TYPE: ClassVar[str] = "conversation.item.truncate"
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemDelete:
+    TYPE: ClassVar[str] = "conversation.item.delete"
+    item_id: str
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ResponseCreate:
+    TYPE: ClassVar[str] = "response.create"
+    response: dict[str, Json] | None = None
+    event_id: str | None = None
+
+
+@attrs.frozen
+class ResponseCancel:
+    TYPE: ClassVar[str] = "response.cancel"
+    response_id: str | None = None
+    event_id: str | None = None
+
+
+@attrs.frozen
+class InputText:
+    """`{"type": "input_text", "text": …}`: the shorthand LiteLLM's docs use for a user text turn
+    that asks for a response."""
+
+    TYPE: ClassVar[str] = "input_text"
+    text: str
+    event_id: str | None = None
+
+
+ClientEvent = (
+    SessionUpdate
+    | TranscriptionSessionUpdate
+    | InputAudioBufferAppend
+    | InputAudioBufferCommit
+    | InputAudioBufferClear
+    | OutputAudioBufferClear
+    | ConversationItemCreate
+    | ConversationItemRetrieve
+    | ConversationItemTruncate
+    | ConversationItemDelete
+    | ResponseCreate
+    | ResponseCancel
+    | InputText
+)
+
+CLIENT_EVENTS: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        SessionUpdate,
+        TranscriptionSessionUpdate,
+        InputAudioBufferAppend,
+        InputAudioBufferCommit,
+        InputAudioBufferClear,
+        OutputAudioBufferClear,
+        ConversationItemCreate,
+        ConversationItemRetrieve,
+        ConversationItemTruncate,
+        ConversationItemDelete,
+        ResponseCreate,
+        ResponseCancel,
+        InputText,
+    )
+}
+
+# ---------------------------------------------------------------- server event payloads
+
+
+@attrs.define(slots=True)
+class Usage:
+    total_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+
+
+@attrs.define(slots=True)
+class Response:
+    id: str
+    status: Literal["in_progress", "completed", "cancelled", "incomplete", "failed"] = "in_progress"
+    status_reason: str | None = None
+    error: dict[str, Json] | None = None
+    output: list[Item] = attrs.Factory(list)
+    usage: Usage | None = None
+    conversation_id: str | None = None
+    modalities: tuple[str, ...] = ("text",)
+    voice: str | None = None
+    output_audio_format: str = "pcm16"
+    temperature: float | None = None
+    max_output_tokens: int | Literal["inf"] = "inf"
+    metadata: dict[str, str] | None = None
+
+
+@attrs.frozen
+class ErrorInfo:
+    type: str
+    code: str | None
+    message: str
+    param: str | None = None
+    event_id: str | None = None
+
+
+# ---------------------------------------------------------------- server events
+# WIRE = (beta name, GA name); None means the event does not exist in that dialect and is not sent.
+
+
+@attrs.frozen
+class SessionCreated:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("session.created", "session.created")
+    session: Any  # relay.session_config.SessionConfig, rendered per dialect
+
+
+@attrs.frozen
+class SessionUpdated:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("session.updated", "session.updated")
+    session: Any
+
+
+@attrs.frozen
+class ConversationItemAdded:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("conversation.item.created", "conversation.item.added")
+    item: Item
+    previous_item_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (None, "conversation.item.done")
+    item: Item
+    previous_item_id: str | None = None
+
+
+@attrs.frozen
+class ConversationItemRetrieved:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("conversation.item.retrieved", "conversation.item.retrieved")
+    item: Item
+
+
+@attrs.frozen
+class ConversationItemDeleted:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("conversation.item.deleted", "conversation.item.deleted")
+    item_id: str
+
+
+@attrs.frozen
+class ConversationItemTruncated:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("conversation.item.truncated", "conversation.item.truncated")
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+
+
+@attrs.frozen
+class ResponseCreated:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.created", "response.created")
+    response: Response
+
+
+@attrs.frozen
+class ResponseDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.done", "response.done")
+    response: Response
+
+
+@attrs.frozen
+class OutputItemAdded:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.output_item.added", "response.output_item.added")
+    response_id: str
+    output_index: int
+    item: Item
+
+
+@attrs.frozen
+class OutputItemDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.output_item.done", "response.output_item.done")
+    response_id: str
+    output_index: int
+    item: Item
+
+
+@attrs.frozen
+class ContentPartAdded:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.content_part.added", "response.content_part.added")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    part: ContentPart
+
+
+@attrs.frozen
+class ContentPartDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.content_part.done", "response.content_part.done")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    part: ContentPart
+
+
+@attrs.frozen
+class TextDelta:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.text.delta", "response.output_text.delta")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+@attrs.frozen
+class TextDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.text.done", "response.output_text.done")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+
+
+@attrs.frozen
+class AudioDelta:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.audio.delta", "response.output_audio.delta")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+@attrs.frozen
+class AudioDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("response.audio.done", "response.output_audio.done")
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+
+
+@attrs.frozen
+class AudioTranscriptDelta:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "response.audio_transcript.delta",
+        "response.output_audio_transcript.delta",
+    )
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+@attrs.frozen
+class AudioTranscriptDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "response.audio_transcript.done",
+        "response.output_audio_transcript.done",
+    )
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    transcript: str
+
+
+@attrs.frozen
+class InputAudioBufferCommitted:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("input_audio_buffer.committed", "input_audio_buffer.committed")
+    item_id: str
+    previous_item_id: str | None = None
+
+
+@attrs.frozen
+class InputAudioBufferCleared:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("input_audio_buffer.cleared", "input_audio_buffer.cleared")
+
+
+@attrs.frozen
+class SpeechStarted:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_started",
+    )
+    audio_start_ms: int
+    item_id: str
+
+
+@attrs.frozen
+class SpeechStopped:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.speech_stopped",
+    )
+    audio_end_ms: int
+    item_id: str
+
+
+@attrs.frozen
+class ErrorEvent:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("error", "error")
+    error: ErrorInfo
+
+
+ServerEvent = Any  # any class above with a WIRE attribute

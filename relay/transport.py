@@ -1,0 +1,126 @@
+"""The seam between a session and its two sockets.
+
+The session, server and upstream code speak only to `MessageSocket`; trio-websocket (today) or a
+faster transport (later) sit behind it.  Nothing outside this module imports trio_websocket.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Protocol
+
+import attrs
+import trio
+import trio_websocket as tws
+
+# OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# A 64 KiB receive buffer is a free 1.3x over the 4 KiB default (shared/reference/transport.md).
+RECEIVE_BUFFER_SIZE = 64 * 1024
+CONNECT_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 5.0
+
+
+class SocketClosed(Exception):
+    """The peer closed the socket (or it broke); `code` and `reason` are what the peer said."""
+
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"closed with {code}: {reason or ''}")
+        self.code = code
+        self.reason = reason or ""
+
+
+class HandshakeFailed(Exception):
+    """The upstream refused the WebSocket upgrade or could not be reached."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class MessageSocket(Protocol):
+    async def get_message(self) -> str | bytes: ...
+
+    async def send_message(self, message: str | bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+@attrs.frozen
+class HandshakeRequest:
+    """What the server needs to know about an incoming upgrade request."""
+
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    subprotocols: tuple[str, ...]
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class TrioWebsocketSocket:
+    """`MessageSocket` over a trio-websocket connection."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: tws.WebSocketConnection) -> None:
+        self._ws = ws
+
+    async def get_message(self) -> str | bytes:
+        try:
+            return await self._ws.get_message()
+        except tws.ConnectionClosed as exc:
+            raise SocketClosed(exc.reason.code, exc.reason.reason) from None
+
+    async def send_message(self, message: str | bytes) -> None:
+        try:
+            await self._ws.send_message(message)
+        except tws.ConnectionClosed as exc:
+            raise SocketClosed(exc.reason.code, exc.reason.reason) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        # Close reasons are limited to 123 bytes by the WebSocket framing.
+        reason = reason.encode()[:123].decode(errors="ignore")
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._ws.aclose(code, reason)
+
+
+def handshake_request(request: tws.WebSocketRequest) -> HandshakeRequest:
+    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers)
+    return HandshakeRequest(path=request.path, headers=headers, subprotocols=tuple(request.proposed_subprotocols))
+
+
+async def connect(
+    nursery: trio.Nursery,
+    url: str,
+    headers: list[tuple[str, str]],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> TrioWebsocketSocket:
+    """Open a client WebSocket; the connection's background task lives in `nursery`."""
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT):
+            ws = await tws.connect_websocket_url(
+                nursery,
+                url,
+                ssl_context=ssl_context,
+                extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+                message_queue_size=64,
+                max_message_size=MAX_MESSAGE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            )
+    except tws.ConnectionRejected as exc:
+        body = (exc.body or b"").decode("utf-8", "replace")[:300]
+        raise HandshakeFailed(exc.status_code, f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()) from None
+    except tws.HandshakeError as exc:
+        raise HandshakeFailed(None, f"upstream handshake failed: {exc}") from None
+    except trio.TooSlowError:
+        raise HandshakeFailed(None, "upstream did not answer the connection in time") from None
+    except OSError as exc:
+        raise HandshakeFailed(None, f"upstream unreachable: {exc.strerror or exc}") from None
+    return TrioWebsocketSocket(ws)
