@@ -7,6 +7,8 @@ faster transport (later) sit behind it.  Nothing outside this module imports tri
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 import attrs
@@ -14,7 +16,10 @@ import trio
 import trio_websocket as tws
 
 # OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+MAX_EVENT_SIZE = 16 * 1024 * 1024
+# The transport's hard cap is higher so that an event a little too large gets an `error` event
+# from the translator and the session goes on; only past this does the socket close with 1009.
+MAX_MESSAGE_SIZE = 2 * MAX_EVENT_SIZE
 # A 64 KiB receive buffer is a free 1.3x over the 4 KiB default (shared/reference/transport.md).
 RECEIVE_BUFFER_SIZE = 64 * 1024
 CONNECT_TIMEOUT = 15.0
@@ -90,9 +95,56 @@ class TrioWebsocketSocket:
             await self._ws.aclose(code, reason)
 
 
-def handshake_request(request: tws.WebSocketRequest) -> HandshakeRequest:
-    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers)
-    return HandshakeRequest(path=request.path, headers=headers, subprotocols=tuple(request.proposed_subprotocols))
+class IncomingConnection:
+    """An upgrade request the server accepts or rejects."""
+
+    __slots__ = ("_request", "request")
+
+    def __init__(self, request: tws.WebSocketRequest) -> None:
+        self._request = request
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers)
+        self.request = HandshakeRequest(
+            path=request.path, headers=headers, subprotocols=tuple(request.proposed_subprotocols)
+        )
+
+    async def accept(self, subprotocol: str | None = None) -> TrioWebsocketSocket:
+        return TrioWebsocketSocket(await self._request.accept(subprotocol=subprotocol))
+
+    async def reject(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        await self._request.reject(status, extra_headers=[(b"content-type", content_type.encode())], body=body)
+
+
+Handler = Callable[[IncomingConnection], Awaitable[None]]
+
+
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket upgrades on host:port; `task_status.started` gets the bound port."""
+
+    async def on_request(request: tws.WebSocketRequest) -> None:
+        await handler(IncomingConnection(request))
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(
+                tws.serve_websocket,
+                on_request,
+                host,
+                port,
+                None,
+                message_queue_size=64,
+                max_message_size=MAX_MESSAGE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                connect_timeout=CONNECT_TIMEOUT,
+                disconnect_timeout=CLOSE_TIMEOUT,
+            )
+        )
+        task_status.started(server.port)
 
 
 async def connect(
@@ -116,7 +168,8 @@ async def connect(
             )
     except tws.ConnectionRejected as exc:
         body = (exc.body or b"").decode("utf-8", "replace")[:300]
-        raise HandshakeFailed(exc.status_code, f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()) from None
+        message = f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()
+        raise HandshakeFailed(exc.status_code, message) from None
     except tws.HandshakeError as exc:
         raise HandshakeFailed(None, f"upstream handshake failed: {exc}") from None
     except trio.TooSlowError:

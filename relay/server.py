@@ -1,0 +1,111 @@
+"""The relay's WebSocket server: handshake → authenticate, choose model and dialect → run a session."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import trio
+
+from relay.config import Config
+from relay.ids import SessionIds
+from relay.models import caps_for
+from relay.session import Session
+from relay.session_config import Dialect
+from relay.translate import Translator
+from relay.transport import MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, serve
+from relay.upstream import Upstream
+
+log = logging.getLogger("relay.server")
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
+
+
+def client_key(req: HandshakeRequest) -> str | None:
+    """The key from `api-key`, `Authorization: Bearer`, or the browser subprotocol."""
+    key = req.header("api-key")
+    if key:
+        return key.strip()
+    auth = req.header("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    for proto in req.subprotocols:
+        if proto.startswith(KEY_SUBPROTOCOL):
+            return proto[len(KEY_SUBPROTOCOL):]
+    return None
+
+
+def dialect_of(req: HandshakeRequest) -> Dialect | None:
+    """beta iff `OpenAI-Beta: realtime=v1` or the beta subprotocol; otherwise the first event decides."""
+    beta = req.header("openai-beta")
+    if (beta and "realtime=v1" in beta) or BETA_SUBPROTOCOL in req.subprotocols:
+        return "beta"
+    return None
+
+
+def _error_body(message: str, kind: str, code: str, **extra: object) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": kind, "code": code, **extra}})
+
+
+class RelayServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.upstreams = {m.model_name: Upstream(m) for m in config.models}
+        self.active_sessions = 0
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await serve(self.handle, host, port, task_status=task_status)
+
+    def _authorized(self, req: HandshakeRequest) -> bool:
+        expected = self.config.master_key
+        if not expected:
+            return True
+        given = client_key(req) or ""
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def handle(self, conn: IncomingConnection) -> None:
+        req = conn.request
+        url = urlsplit(req.path)
+        if not url.path.rstrip("/").endswith("/realtime"):
+            await conn.reject(404, _error_body(f"No route for {url.path}; use /v1/realtime?model=NAME.",
+                                               "invalid_request_error", "not_found"))
+            return
+        if not self._authorized(req):
+            await conn.reject(401, _error_body("Incorrect API key provided.", "invalid_request_error",
+                                               "invalid_api_key"))
+            return
+        names = self.config.model_names
+        model = (parse_qs(url.query).get("model") or [None])[0]
+        if model is None and len(names) == 1:
+            model = names[0]
+        upstream = self.upstreams.get(model) if model is not None else None
+        if upstream is None:
+            message = (f"The model '{model}' does not exist on this relay." if model is not None
+                       else "Missing required query parameter 'model'.")
+            await conn.reject(404, _error_body(message + " Valid models: " + ", ".join(names) + ".",
+                                               "invalid_request_error", "model_not_found",
+                                               model=model, valid_models=names))
+            return
+        # Browsers fail a handshake whose offered subprotocols get no answer; never echo the key entry.
+        subprotocol = "realtime" if "realtime" in req.subprotocols else None
+        client = await conn.accept(subprotocol)
+        entry = self.config.model(model)
+        assert entry is not None
+        ids = SessionIds()
+        translator = Translator(ids, caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini"),
+                                dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE)
+        label = f"[{translator.session.id} {model}]"
+        self.active_sessions += 1
+        log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
+        try:
+            await Session(client, translator, upstream, label).run()
+        finally:
+            self.active_sessions -= 1
+            with trio.CancelScope(shield=True):
+                await client.close(1000, "")
+            log.info("%s closed", label)
