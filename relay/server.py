@@ -39,10 +39,14 @@ def client_key(req: HandshakeRequest) -> str | None:
 
 
 def dialect_of(req: HandshakeRequest) -> Dialect | None:
-    """beta iff `OpenAI-Beta: realtime=v1` or the beta subprotocol; otherwise the first event decides."""
+    """beta iff `OpenAI-Beta: realtime=v1` or the beta subprotocol.  An official OpenAI SDK that
+    sends neither (it marks itself with `X-Stainless-*` headers) speaks GA.  Otherwise the first
+    event decides."""
     beta = req.header("openai-beta")
     if (beta and "realtime=v1" in beta) or BETA_SUBPROTOCOL in req.subprotocols:
         return "beta"
+    if any(name.lower().startswith("x-stainless-") for name, _ in req.headers):
+        return "ga"
     return None
 
 
@@ -104,6 +108,11 @@ class RelayServer:
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
             await Session(client, translator, upstream, label).run()
+        except Exception:
+            # A relay bug must not pass silently; the client sees the socket close with 1011.
+            log.exception("%s session failed", label)
+            with trio.CancelScope(shield=True):
+                await client.close(1011, "relay internal error")
         finally:
             self.active_sessions -= 1
             with trio.CancelScope(shield=True):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import trio
 
-from relay.transport import HandshakeFailed, MessageSocket, SocketClosed, connect
+from relay.transport import HandshakeFailed, MessageSocket, SocketClosed, open_connection
 from relay.translate import Output, Translator
 from relay.upstream import Upstream, UpstreamAuthError
 
@@ -107,40 +107,40 @@ class Session:
             await self._dispatch(self._t.upstream_failed(None, str(exc)))
             return
         setup["setup"]["model"] = target.model_path
-        async with trio.open_nursery() as nursery:
-            try:
-                sock = await connect(nursery, target.url, list(target.headers))
-            except HandshakeFailed as exc:
-                log.warning("%s upstream connect failed: %s", self._label, exc.message)
-                await self._dispatch(self._t.upstream_failed(exc.status, exc.message))
-                return
-            try:
-                await sock.send_message(orjson.dumps(setup).decode())
-                nursery.start_soon(self._link_writer, link, sock)
-                await self._link_reader(link, sock)
-            except SocketClosed as exc:
-                if not link.closing:
-                    log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
-                    await self._dispatch(self._t.upstream_closed(exc.code, exc.reason))
-            finally:
-                link.closing = True
-                link.send.close()
-                with trio.CancelScope(shield=True):
-                    await sock.close(1000, "client session ended")
-                nursery.cancel_scope.cancel()
+        try:
+            async with open_connection(target.url, list(target.headers)) as sock:
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._link_writer, link, sock)
+                        await self._link_reader(link, sock, setup)
+                        nursery.cancel_scope.cancel()
+                finally:
+                    link.closing = True
+                    link.send.close()
+                    with trio.CancelScope(shield=True):
+                        await sock.close(1000, "client session ended")
+        except HandshakeFailed as exc:
+            log.warning("%s upstream connect failed: %s", self._label, exc.message)
+            await self._dispatch(self._t.upstream_failed(exc.status, exc.message))
 
-    async def _link_reader(self, link: _Link, sock: MessageSocket) -> None:
-        with trio.move_on_after(SETUP_TIMEOUT) as waiting:
-            frame = await sock.get_message()
-        if waiting.cancelled_caught:
-            link.closing = True
-            await self._dispatch(
-                self._t.upstream_failed(None, f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s")
-            )
-            return
-        while True:
-            await self._dispatch(self._t.upstream_frame(frame))
-            frame = await sock.get_message()
+    async def _link_reader(self, link: _Link, sock: MessageSocket, setup: dict[str, Any]) -> None:
+        try:
+            await sock.send_message(orjson.dumps(setup).decode())
+            with trio.move_on_after(SETUP_TIMEOUT) as waiting:
+                frame = await sock.get_message()
+            if waiting.cancelled_caught:
+                link.closing = True
+                message = f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s"
+                await self._dispatch(self._t.upstream_failed(None, message))
+                return
+            while True:
+                await self._dispatch(self._t.upstream_frame(frame))
+                frame = await sock.get_message()
+        except SocketClosed as exc:
+            if not link.closing:
+                log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
+                link.closing = True
+                await self._dispatch(self._t.upstream_closed(exc.code, exc.reason))
 
     async def _link_writer(self, link: _Link, sock: MessageSocket) -> None:
         try:

@@ -192,7 +192,7 @@ def apply_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session")
     for key, value in patch.items():
         if key == "output_modalities":
             mods = _modalities(value, f"{p}.output_modalities")
-            flat["modalities"] = ("text", "audio") if "audio" in mods else ("text",)
+            flat["modalities"] = ["text", "audio"] if "audio" in mods else ["text"]
         elif key == "audio":
             _expect(value, dict, f"{p}.audio", "an object")
             inp = _object_or_null(value.get("input"), f"{p}.audio.input") or {}

@@ -7,7 +7,8 @@ faster transport (later) sit behind it.  Nothing outside this module imports tri
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Protocol
 
@@ -147,33 +148,41 @@ async def serve(
         task_status.started(server.port)
 
 
-async def connect(
-    nursery: trio.Nursery,
+@asynccontextmanager
+async def open_connection(
     url: str,
     headers: list[tuple[str, str]],
     *,
     ssl_context: ssl.SSLContext | None = None,
-) -> TrioWebsocketSocket:
-    """Open a client WebSocket; the connection's background task lives in `nursery`."""
+) -> AsyncIterator[TrioWebsocketSocket]:
+    """A client WebSocket for the duration of the block; `HandshakeFailed` if it cannot open."""
+    opened = False
     try:
-        with trio.fail_after(CONNECT_TIMEOUT):
-            ws = await tws.connect_websocket_url(
-                nursery,
-                url,
-                ssl_context=ssl_context,
-                extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                message_queue_size=64,
-                max_message_size=MAX_MESSAGE_SIZE,
-                receive_buffer_size=RECEIVE_BUFFER_SIZE,
-            )
+        async with tws.open_websocket_url(
+            url,
+            ssl_context,
+            extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+            message_queue_size=64,
+            max_message_size=MAX_MESSAGE_SIZE,
+            receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            connect_timeout=CONNECT_TIMEOUT,
+            disconnect_timeout=CLOSE_TIMEOUT,
+        ) as ws:
+            opened = True
+            yield TrioWebsocketSocket(ws)
     except tws.ConnectionRejected as exc:
+        if opened:
+            raise
         body = (exc.body or b"").decode("utf-8", "replace")[:300]
         message = f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()
         raise HandshakeFailed(exc.status_code, message) from None
     except tws.HandshakeError as exc:
-        raise HandshakeFailed(None, f"upstream handshake failed: {exc}") from None
-    except trio.TooSlowError:
-        raise HandshakeFailed(None, "upstream did not answer the connection in time") from None
+        if opened:
+            raise
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else "handshake failed"
+        raise HandshakeFailed(None, f"upstream unreachable: {detail}") from None
     except OSError as exc:
+        if opened:
+            raise
         raise HandshakeFailed(None, f"upstream unreachable: {exc.strerror or exc}") from None
-    return TrioWebsocketSocket(ws)

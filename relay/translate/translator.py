@@ -174,7 +174,7 @@ class Translator:
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
         self._error(code, message, kind=kind)
         if self._response is not None and not self._response.finished:
-            self._response.finish("failed", "error", error={"type": kind, "code": code, "message": message})
+            self._response.finish("failed", None, error={"type": kind, "code": code, "message": message})
         self._response = None
         self._discarding = False
         self._queued_request = None
@@ -491,7 +491,7 @@ class Translator:
         elif reason == "MAX_TOKENS":
             status, why = "incomplete", "max_output_tokens"
         elif reason == "MALFORMED_FUNCTION_CALL":
-            status, why = "failed", "error"
+            status, why = "failed", None
         r.finish(status, why, usage=usage_from_gemini(self._usage))
         self._response = None
         self._usage = None

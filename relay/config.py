@@ -1,0 +1,424 @@
+"""The relay's configuration: a LiteLLM proxy `config.yaml`, read as LiteLLM would read it.
+
+Only the keys the relay needs are interpreted; everything else LiteLLM knows about is left alone with a
+warning, so one file can serve both.  Messages name the file, the model_list entry and the field, and
+never contain secret values (keys, inline credentials, environment variable values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import yaml
+
+ENV_PREFIX = "os.environ/"
+DEFAULT_LOCATION = "us-central1"
+_PROVIDERS = ("vertex_ai", "gemini")
+_GEMINI_KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+_PROJECT_VARS = ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT")
+# Location and project end up in a host name and a resource path; refuse anything that could reshape them.
+_LOCATION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
+_VERSION_RE = re.compile(r"^v[0-9]+[a-z0-9]*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@attrs.frozen
+class ModelEntry:
+    model_name: str
+    provider: Literal["vertex_ai", "gemini"]
+    model: str
+    vertex_project: str | None = None
+    vertex_location: str = DEFAULT_LOCATION
+    # Inline JSON holds a private key, so neither it nor the key is shown by repr().
+    vertex_credentials: str | None = attrs.field(default=None, repr=False)
+    api_base: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
+    api_version: str | None = None
+    upstream_auth: Literal["google", "none"] = "google"
+
+
+@attrs.frozen
+class Config:
+    models: tuple[ModelEntry, ...]
+    master_key: str | None = attrs.field(default=None, repr=False)
+    source: str = "<embedded default>"
+
+    def model(self, name: str) -> ModelEntry | None:
+        return next((entry for entry in self.models if entry.model_name == name), None)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [entry.model_name for entry in self.models]
+
+
+# --- the YAML shape, structured by cattrs -------------------------------------------------------------
+
+
+@attrs.define
+class _LitellmParams:
+    model: str
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    # LiteLLM accepts a path, an inline JSON string, or (in YAML) a mapping; checked by hand below.
+    vertex_credentials: Any = None
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    upstream_auth: str | None = None
+
+
+@attrs.define
+class _ModelInfo:
+    mode: str | None = None
+
+
+@attrs.define
+class _ModelListEntry:
+    model_name: str
+    litellm_params: _LitellmParams
+    model_info: _ModelInfo | None = None
+
+
+@attrs.define
+class _GeneralSettings:
+    master_key: str | None = None
+
+
+# Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
+_STRING_PARAMS = tuple(f.name for f in attrs.fields(_LitellmParams) if f.name != "vertex_credentials")
+
+
+class _Problem(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+
+    def strict_str(value: Any, _: type) -> str:
+        # cattrs would happily turn 5 into "5"; a number where a name belongs is a mistake worth reporting.
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"must be a string, got {_kind(value)}")
+
+    conv.register_structure_hook(str, strict_str)
+
+    def mapping_first(cl: type) -> Callable[[Any, type], Any]:
+        inner = cattrs.gen.make_dict_structure_fn(cl, conv)
+
+        def structure(value: Any, t: type) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"must be a mapping, got {_kind(value)}")
+            return inner(value, t)
+
+        return structure
+
+    conv.register_structure_hook_factory(attrs.has, mapping_first)
+    return conv
+
+
+_converter = _make_converter()
+
+
+def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    """cattrs' nested exception groups as (dotted field path, message) pairs."""
+    if isinstance(exc, cattrs.ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        found = [p for sub, note in with_notes for p in _flatten(sub, f"{path}.{note.name}".lstrip("."))]
+        return found + [p for sub in without for p in _flatten(sub, path)]
+    return [(path, "required" if isinstance(exc, KeyError) else str(exc))]
+
+
+def _structure(raw: Any, cls: type, where: str, errors: list[str], warnings: list[str]) -> Any:
+    """Structure `raw` as `cls`, reporting every bad field and every unknown key; None if it failed."""
+    try:
+        value = _converter.structure(raw, cls)
+    except Exception as exc:  # cattrs wraps every field's failure
+        errors += [f"{where}{field}: {msg}" for field, msg in _flatten(exc, "")]
+        return None
+    warnings += [f"{where}{key}: not used by the relay, ignored" for key in _unknown_keys(raw, cls, "")]
+    return value
+
+
+def _unknown_keys(raw: Mapping[str, Any], cls: type, path: str) -> list[str]:
+    known = {f.name for f in attrs.fields(cls)}
+    found: list[str] = []
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            found.append(where)
+        elif isinstance(value, Mapping) and key != "vertex_credentials":
+            sub = {"litellm_params": _LitellmParams, "model_info": _ModelInfo}.get(key)
+            if sub is not None:
+                found += _unknown_keys(value, sub, where)
+    return found
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+
+def _resolve(value: str | None, field: str, env: Mapping[str, str]) -> str | None:
+    if value is None or not value.startswith(ENV_PREFIX):
+        return value
+    name = value[len(ENV_PREFIX) :]
+    if not name:
+        raise _Problem(field, f"{ENV_PREFIX} must be followed by an environment variable name")
+    if not env.get(name):
+        raise _Problem(field, f"environment variable {name} (from {ENV_PREFIX}{name}) is not set")
+    return env[name]
+
+
+def normalize_api_base(value: str) -> str:
+    """`scheme://host[:port][/prefix]` with http(s) mapped to ws(s); raises ValueError if unusable."""
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"must start with ws://, wss://, http:// or https://, got scheme {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    # Credentials, queries and fragments in a URL end up in logs; keys belong in api_key.
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain user:password@; put the key in api_key")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query string or fragment")
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _credentials(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
+    if not isinstance(value, str):
+        raise _Problem(field, f"must be a file path or service-account JSON, got {_kind(value)}")
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as exc:
+            # The position only: the text itself holds a private key.
+            raise _Problem(field, f"inline JSON is not valid (line {exc.lineno}, column {exc.colno})") from None
+        if not isinstance(info, dict):
+            raise _Problem(field, "inline JSON must be an object")
+        return text
+    if not text:
+        raise _Problem(field, "must not be empty")
+    if not os.path.isfile(text):
+        raise _Problem(field, f"credentials file not found: {text}")
+    return text
+
+
+def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[str], label: str) -> ModelEntry:
+    p = raw.litellm_params
+    name = _resolve(raw.model_name, "model_name", env) or ""
+    if not name.strip():
+        raise _Problem("model_name", "must not be empty")
+    res = {f: _resolve(getattr(p, f), f"litellm_params.{f}", env) for f in _STRING_PARAMS}
+
+    model = res["model"] or ""
+    provider, _, upstream_model = model.partition("/")
+    if provider not in _PROVIDERS or not upstream_model.strip():
+        raise _Problem("litellm_params.model", f"must start with vertex_ai/ or gemini/, got {model!r}")
+    if any(c.isspace() for c in upstream_model):
+        raise _Problem("litellm_params.model", f"must not contain whitespace, got {model!r}")
+
+    auth = res["upstream_auth"] or "google"
+    if auth not in ("google", "none"):
+        raise _Problem("litellm_params.upstream_auth", f"must be 'google' or 'none', got {auth!r}")
+
+    location = res["vertex_location"] or env.get("VERTEXAI_LOCATION") or DEFAULT_LOCATION
+    if not _LOCATION_RE.match(location):
+        raise _Problem("litellm_params.vertex_location", f"must be a location like us-central1, got {location!r}")
+
+    project = res["vertex_project"]
+    if project is None and provider == "vertex_ai":
+        project = next((env[v] for v in _PROJECT_VARS if env.get(v)), None)
+    if project is not None and not _PROJECT_RE.match(project):
+        raise _Problem("litellm_params.vertex_project", f"is not a valid project id: {project!r}")
+
+    version = res["api_version"]
+    if version is not None and not _VERSION_RE.match(version):
+        raise _Problem("litellm_params.api_version", f"must look like v1beta1 or v1, got {version!r}")
+
+    base = res["api_base"]
+    if base is not None:
+        try:
+            base = normalize_api_base(base)
+        except ValueError as exc:
+            raise _Problem("litellm_params.api_base", str(exc)) from None
+
+    key = res["api_key"]
+    if provider == "gemini" and not key:
+        key = next((env[v] for v in _GEMINI_KEY_VARS if env.get(v)), None)
+        if key is None and auth == "google":
+            raise _Problem(
+                "litellm_params.api_key",
+                "a gemini/ model needs an API key: set litellm_params.api_key "
+                f"or the environment variable {' or '.join(_GEMINI_KEY_VARS)}",
+            )
+    if provider == "vertex_ai" and key:
+        warnings.append(f"{label}: litellm_params.api_key: ignored for vertex_ai/ models (OAuth is used)")
+
+    credentials = _credentials(
+        _resolve(p.vertex_credentials, "litellm_params.vertex_credentials", env)
+        if isinstance(p.vertex_credentials, str)
+        else p.vertex_credentials,
+        "litellm_params.vertex_credentials",
+    )
+    return ModelEntry(
+        model_name=name,
+        provider=provider,  # type: ignore[arg-type]  # checked against _PROVIDERS above
+        model=upstream_model,
+        vertex_project=project,
+        vertex_location=location,
+        vertex_credentials=credentials,
+        api_base=base,
+        api_key=key,
+        api_version=version,
+        upstream_auth=auth,  # type: ignore[arg-type]  # checked above
+    )
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{path}: cannot read config file: {reason}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # PyYAML's own message quotes the offending line, which may hold a key; report the position only.
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config, list[str]]:
+    """Read a LiteLLM-style config file; returns the config and warnings about ignored keys and entries."""
+    data = _read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; expected a mapping with a model_list")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {_kind(data)}")
+    warnings = [f"{path}: {key}: not used by the relay, ignored" for key in data if key not in _TOP_KEYS]
+    errors: list[str] = []
+
+    master_key = _general_settings(data.get("general_settings"), path, env, warnings, errors)
+
+    raw_list = data.get("model_list")
+    if raw_list is None:
+        raise ConfigError(f"{path}: model_list: required")
+    if not isinstance(raw_list, list):
+        raise ConfigError(f"{path}: model_list: must be a list, got {_kind(raw_list)}")
+    if not raw_list:
+        raise ConfigError(f"{path}: model_list: is empty; add a vertex_ai/ or gemini/ model")
+
+    models: list[ModelEntry] = []
+    seen: dict[str, str] = {}
+    for i, raw in enumerate(raw_list):
+        label = f"model_list[{i}]"
+        if isinstance(raw, Mapping) and isinstance(raw.get("model_name"), str):
+            label += f" ({raw['model_name']})"
+        if not isinstance(raw, Mapping):
+            errors.append(f"{path}: {label}: must be a mapping, got {_kind(raw)}")
+            continue
+        info = raw.get("model_info")
+        mode = info.get("mode") if isinstance(info, Mapping) else None
+        if isinstance(mode, str) and mode != "realtime":
+            # LiteLLM configs mix chat and embedding models in; they are not ours to serve.
+            warnings.append(f"{path}: {label}: model_info.mode is {mode!r}, not 'realtime'; entry ignored")
+            continue
+        structured = _structure(raw, _ModelListEntry, f"{path}: {label}: ", errors, warnings)
+        if structured is None:
+            continue
+        try:
+            entry = _build_entry(structured, env, warnings, f"{path}: {label}")
+        except _Problem as p:
+            errors.append(f"{path}: {label}: {p.field}: {p.message}")
+            continue
+        if entry.model_name in seen:
+            errors.append(f"{path}: {label}: model_name: duplicate of {seen[entry.model_name]}")
+            continue
+        seen[entry.model_name] = label
+        models.append(entry)
+
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if not models:
+        raise ConfigError(
+            f"{path}: model_list: no realtime model (every entry has a model_info.mode other than realtime)"
+        )
+    return Config(models=tuple(models), master_key=master_key, source=path), warnings
+
+
+_TOP_KEYS = ("model_list", "general_settings")
+
+
+def _general_settings(
+    raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
+) -> str | None:
+    fallback = env.get("RELAY_MASTER_KEY") or None
+    if raw is None:
+        return fallback
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}: general_settings: must be a mapping, got {_kind(raw)}")
+        return None
+    settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
+    if settings is None:
+        return None
+    try:
+        key = _resolve(settings.master_key, "master_key", env)
+    except _Problem as p:
+        errors.append(f"{path}: general_settings.{p.field}: {p.message}")
+        return None
+    if key is None:
+        return fallback
+    if not key.strip():
+        errors.append(f"{path}: general_settings.master_key: must not be empty (remove it to run without a key)")
+        return None
+    return key
+
+
+def default_config(emulator_base: str, env: Mapping[str, str] = os.environ) -> Config:
+    """The config used without a file: one Vertex-shaped model served by a local emulator, no credentials."""
+    try:
+        base = normalize_api_base(emulator_base)
+    except ValueError as exc:
+        raise ConfigError(f"emulator base URL {emulator_base!r} {exc}") from None
+    entry = ModelEntry(
+        model_name="vertex_gemini_live_text",
+        provider="vertex_ai",
+        model="gemini-2.0-flash-live-preview-04-09",
+        vertex_project="relay-emulator",
+        api_base=base,
+        upstream_auth="none",
+    )
+    return Config(models=(entry,), master_key=env.get("RELAY_MASTER_KEY") or None)

@@ -1,0 +1,38 @@
+"""Command line: ``python -m relay.emulator [--host H] [--port P] [options]``."""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import trio
+
+from .server import EmulatorOptions, run_emulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m relay.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--bearer-token", help="require this Bearer token on Vertex paths")
+    parser.add_argument("--api-key", help="require this API key on AI Studio paths")
+    parser.add_argument("--chunk-words", type=int, default=3)
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between reply chunks")
+    parser.add_argument("--audio-chunk-ms", type=int, default=100)
+    args = parser.parse_args(argv)
+    options = EmulatorOptions(
+        bearer_token=args.bearer_token,
+        api_key=args.api_key,
+        chunk_words=args.chunk_words,
+        chunk_delay=args.chunk_delay,
+        audio_chunk_ms=args.audio_chunk_ms,
+    )
+    try:
+        trio.run(partial(run_emulator, args.host, args.port, options))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

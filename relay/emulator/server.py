@@ -1,0 +1,199 @@
+"""A deterministic Gemini Live (BidiGenerateContent) server.
+
+It is the relay's test upstream, its embedded demo upstream and the benchmark target, so it
+speaks the real wire protocol (see ``protocols.md`` section 2) but answers predictably.
+
+Endpoints (a query string is allowed, and so is a leading ``//`` which the google-genai SDK
+sends); anything else is refused with HTTP 404:
+
+* Vertex AI: ``/ws/google.cloud.aiplatform.{v1,v1beta1}.LlmBidiService/BidiGenerateContent``;
+  with ``EmulatorOptions.bearer_token`` set, ``Authorization: Bearer <token>`` is required.
+* AI Studio: ``/ws/google.ai.generativelanguage.{v1,v1beta,v1alpha}.GenerativeService.BidiGenerateContent``;
+  with ``EmulatorOptions.api_key`` set, header ``x-goog-api-key`` or query ``?key=`` must match.
+
+Authentication failures are refused with HTTP 401.
+
+Session behaviour:
+
+* The first message must be ``setup`` (with a ``model``); the answer is ``{"setupComplete": {}}``.
+  Anything before it, a second ``setup``, an unknown message or a malformed body closes with
+  1007; unparseable JSON closes with 1007 "Invalid JSON payload received.". Both camelCase and
+  snake_case keys are accepted, in text or binary frames.
+* ``clientContent`` appends its turns to the history and, with ``turnComplete``, replies to the
+  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Audio, video,
+  activity signals, ``audioStreamEnd`` and ``toolResponse`` are only recorded.
+* The reply is ``"Echo: <user text>"``, cut to ``generationConfig.maxOutputTokens`` words. In
+  TEXT modality it streams as ``modelTurn`` text parts of ``chunk_words`` words; in AUDIO
+  modality as 24 kHz 16-bit PCM of a 440 Hz tone, 60 ms per word, in ``audio_chunk_ms`` chunks,
+  interleaved with ``outputTranscription`` pieces when ``outputAudioTranscription`` was set up.
+  Then ``generationComplete``, then ``turnComplete`` with ``usageMetadata`` (one token per
+  word; Vertex spells the output ``candidates*``, AI Studio ``response*``), then, if
+  ``sessionResumption`` was set up, ``sessionResumptionUpdate`` with handle
+  ``emu-<session>-h<turn>``. Setting up with that (newest) handle restores the history;
+  an unknown handle closes with 1008.
+* Any ``clientContent`` or ``realtimeInput.text`` arriving while a reply streams stops it and
+  sends ``{"serverContent": {"interrupted": true}}`` before anything else.
+
+Fault triggers, written anywhere in the user text of a turn:
+
+* ``[fault:close-1011]``: close 1011 "Internal error occurred." instead of replying.
+* ``[fault:close-1007]``: close 1007 "Request contains an invalid argument.".
+* ``[fault:close-1008]``: close 1008 "Requested entity was not found.".
+* ``[fault:mid-1011]``: send the first reply chunk, then close 1011 "Internal error occurred.".
+* ``[fault:binary]``: send every frame of this turn as a binary WebSocket message (UTF-8 JSON).
+* ``[fault:goaway]``: send ``{"goAway": {"timeLeft": "50s"}}`` before the reply.
+* ``[fault:slow]``: wait 0.5 s between the reply chunks of this turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from functools import partial
+
+import attrs
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from .session import ResumeState, Session
+from .wire import INTERNAL_ERROR, Backend, Endpoint, parse_target
+
+__all__ = ["Emulator", "EmulatorOptions", "run_emulator"]
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # clientContent with long histories is large
+
+
+@attrs.frozen
+class EmulatorOptions:
+    """How the emulator authenticates and paces its replies."""
+
+    #: If set, Vertex-path requests must carry ``Authorization: Bearer <token>``.
+    bearer_token: str | None = None
+    #: If set, AI-Studio-path requests must carry ``x-goog-api-key`` or ``?key=`` equal to it.
+    api_key: str | None = None
+    #: Words per streamed text or transcription chunk.
+    chunk_words: int = 3
+    #: Seconds between reply chunks (0 = back to back).
+    chunk_delay: float = 0.0
+    #: Milliseconds of 24 kHz PCM per ``inlineData`` chunk in AUDIO replies.
+    audio_chunk_ms: int = 100
+
+
+_DEFAULT_OPTIONS = EmulatorOptions()
+
+
+def _error_body(code: int, status: str, message: str) -> bytes:
+    # Same shape as Google's HTTP errors, so clients that print the body show something familiar.
+    return orjson.dumps({"error": {"code": code, "message": message, "status": status}})
+
+
+class Emulator:
+    """A Gemini Live server; one instance may serve any number of connections.
+
+    ``received`` holds every parsed client message of every connection in arrival order and
+    ``connections`` counts accepted WebSocket connections; tests read both.
+    """
+
+    def __init__(self, options: EmulatorOptions = _DEFAULT_OPTIONS) -> None:
+        self.options = options
+        self.received: list[dict] = []
+        self.connections = 0
+        self._sessions = 0
+        self._handles: dict[str, ResumeState] = {}
+        self._latest_handle: dict[str, str] = {}
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0 = ephemeral), report the bound port, serve until cancelled.
+
+        ``ssl_context`` turns on TLS (``wss://``); the google-genai SDK only speaks ``wss``.
+        """
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                partial(
+                    serve_websocket,
+                    self._handle,
+                    host,
+                    port,
+                    ssl_context,
+                    max_message_size=_MAX_MESSAGE_SIZE,
+                )
+            )
+            task_status.started(server.port)
+
+    # -- resumption bookkeeping, used by sessions ----------------------------------------------
+
+    def new_session_id(self) -> str:
+        """A deterministic id for a fresh (not resumed) session."""
+        self._sessions += 1
+        return f"emu-{self._sessions}"
+
+    def remember(self, handle: str, state: ResumeState) -> None:
+        """Make ``handle`` the resumable state of its session; older handles of it expire."""
+        previous = self._latest_handle.get(state.session_id)
+        if previous is not None:
+            self._handles.pop(previous, None)
+        self._latest_handle[state.session_id] = handle
+        self._handles[handle] = state
+
+    def resume(self, handle: str) -> ResumeState | None:
+        """The state saved under ``handle``, or None if it is unknown or superseded."""
+        return self._handles.get(handle)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        endpoint = parse_target(request.path)
+        try:
+            if endpoint is None:
+                await request.reject(404, body=_error_body(404, "NOT_FOUND", "Not Found"))
+                return
+            if not self._authorized(request, endpoint):
+                body = _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+                await request.reject(401, body=body)
+                return
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        self.connections += 1
+        try:
+            await Session(self, ws, endpoint).run()
+        except Exception:
+            # One broken session must not take the whole server (and every other test) down.
+            log.exception("emulator: session crashed")
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await ws.aclose(*INTERNAL_ERROR)
+
+    def _authorized(self, request: WebSocketRequest, endpoint: Endpoint) -> bool:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+        if endpoint.backend is Backend.VERTEX:
+            token = self.options.bearer_token
+            if token is None:
+                return True
+            scheme, _, value = headers.get("authorization", "").partition(" ")
+            return scheme.lower() == "bearer" and value.strip() == token
+        key = self.options.api_key
+        if key is None:
+            return True
+        return headers.get("x-goog-api-key") == key or key in endpoint.query.get("key", [])
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def run_emulator(host: str, port: int, options: EmulatorOptions = _DEFAULT_OPTIONS) -> None:
+    """Serve an emulator forever, announcing the address on stdout once it is listening."""
+    emulator = Emulator(options)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(partial(emulator.serve, host, port))
+        print(f"Gemini Live emulator listening on ws://{_url_host(host)}:{bound}", flush=True)

@@ -1,0 +1,259 @@
+"""Wire-level helpers of the Gemini Live emulator: endpoints, casing, text and audio synthesis, usage.
+
+Everything here is pure (no I/O) so that the session logic stays small and these helpers can be
+property-tested on their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import math
+import re
+import struct
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+
+__all__ = [
+    "AUDIO_MIME_TYPE",
+    "INTERNAL_ERROR",
+    "INVALID_ARGUMENT",
+    "INVALID_JSON",
+    "MS_PER_WORD",
+    "NOT_FOUND",
+    "SAMPLE_RATE",
+    "Backend",
+    "Endpoint",
+    "Fault",
+    "ProtocolError",
+    "audio_reply_frames",
+    "camel_key",
+    "cap_words",
+    "chunk_text",
+    "count_words",
+    "find_faults",
+    "normalize",
+    "parse_target",
+    "split_words",
+    "text_reply_frames",
+    "tone_pcm",
+    "usage_metadata",
+]
+
+# Close codes and reasons copied from what the real services send (protocols.md 2.6), so that
+# the relay's error mapping is exercised with realistic values.
+INVALID_ARGUMENT = (1007, "Request contains an invalid argument.")
+INVALID_JSON = (1007, "Invalid JSON payload received.")
+NOT_FOUND = (1008, "Requested entity was not found.")
+INTERNAL_ERROR = (1011, "Internal error occurred.")
+
+SAMPLE_RATE = 24_000
+AUDIO_MIME_TYPE = f"audio/pcm;rate={SAMPLE_RATE}"
+MS_PER_WORD = 60
+SAMPLES_PER_WORD = SAMPLE_RATE * MS_PER_WORD // 1000
+_TONE_HZ = 440
+_AMPLITUDE = 8000
+
+
+class ProtocolError(Exception):
+    """A client error that ends the session with a WebSocket close frame."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    @classmethod
+    def of(cls, code_reason: tuple[int, str]) -> ProtocolError:
+        return cls(*code_reason)
+
+
+class Backend(enum.Enum):
+    """Which Google API flavour a connection came in on; it decides wire spellings."""
+
+    VERTEX = "vertex"
+    STUDIO = "studio"
+
+
+@attrs.frozen
+class Endpoint:
+    """A recognised BidiGenerateContent URL."""
+
+    backend: Backend
+    version: str
+    query: dict[str, list[str]]
+
+
+# One or two leading slashes: the google-genai SDK joins "https://host/" and "/ws/..." verbatim.
+_VERTEX_PATH = re.compile(r"/{1,2}ws/google\.cloud\.aiplatform\.(v1|v1beta1)\.LlmBidiService/BidiGenerateContent")
+_STUDIO_PATH = re.compile(
+    r"/{1,2}ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\.BidiGenerateContent"
+)
+
+
+def parse_target(target: str) -> Endpoint | None:
+    """Map an HTTP request target (path plus optional query) to an endpoint, or None if unknown."""
+    path, _, query = target.partition("?")
+    for backend, pattern in ((Backend.VERTEX, _VERTEX_PATH), (Backend.STUDIO, _STUDIO_PATH)):
+        match = pattern.fullmatch(path)
+        if match:
+            return Endpoint(backend, match.group(1), parse_qs(query))
+    return None
+
+
+# Values under these keys are user data (function arguments, JSON schemas), whose own keys must
+# survive untouched; only the key itself is camelCased.
+_OPAQUE_KEYS = frozenset({"args", "response", "parameters", "parametersJsonSchema", "responseJsonSchema"})
+
+
+def camel_key(key: str) -> str:
+    """``snake_case`` to ``lowerCamelCase``; keys without underscores are returned unchanged."""
+    if "_" not in key:
+        return key
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def normalize(value: Any) -> Any:
+    """Return a copy of a proto3-JSON value with every snake_case key turned into lowerCamelCase.
+
+    The real service accepts both spellings (the google-genai SDK itself mixes them), so the
+    session logic only ever looks at camelCase.
+    """
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            name = camel_key(key) if isinstance(key, str) else key
+            out[name] = item if name in _OPAQUE_KEYS else normalize(item)
+        return out
+    if isinstance(value, list):
+        return [normalize(item) for item in value]
+    return value
+
+
+class Fault(enum.Enum):
+    """Faults a user text can request with a ``[fault:NAME]`` marker."""
+
+    CLOSE_1011 = "close-1011"
+    CLOSE_1007 = "close-1007"
+    CLOSE_1008 = "close-1008"
+    MID_1011 = "mid-1011"
+    BINARY = "binary"
+    GOAWAY = "goaway"
+    SLOW = "slow"
+
+
+_FAULT_MARKER = re.compile(r"\[fault:([a-z0-9-]+)\]")
+_FAULT_NAMES = {fault.value: fault for fault in Fault}
+
+
+def find_faults(text: str) -> frozenset[Fault]:
+    """Faults requested in ``text``; unknown marker names are ignored."""
+    return frozenset(_FAULT_NAMES[name] for name in _FAULT_MARKER.findall(text) if name in _FAULT_NAMES)
+
+
+# A token is a word with its trailing whitespace (the first one also keeps leading whitespace), so
+# that joining tokens reproduces the text exactly.
+_TOKEN = re.compile(r"\s*\S+\s*")
+
+
+def split_words(text: str) -> list[str]:
+    """Split text into word tokens whose concatenation is ``text`` (for text with any word)."""
+    return _TOKEN.findall(text)
+
+
+def count_words(text: str) -> int:
+    """Token count used for usage metadata: whitespace-separated words."""
+    return len(text.split())
+
+
+def cap_words(text: str, limit: int | None) -> str:
+    """Cut ``text`` to at most ``limit`` words (``maxOutputTokens``); None or <= 0 means no cap."""
+    if limit is None or limit <= 0:
+        return text
+    tokens = split_words(text)
+    if len(tokens) <= limit:
+        return text
+    return "".join(tokens[:limit]).rstrip()
+
+
+def chunk_text(text: str, words_per_chunk: int) -> list[str]:
+    """Split text into pieces of ``words_per_chunk`` words; concatenated they equal ``text``."""
+    tokens = split_words(text)
+    size = max(1, words_per_chunk)
+    return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
+
+
+# 440 Hz at 24 kHz repeats exactly every 600 samples (11 cycles), so one table gives a
+# phase-continuous tone for any offset.
+_PERIOD = SAMPLE_RATE // math.gcd(SAMPLE_RATE, _TONE_HZ)
+_TABLE = struct.pack(
+    f"<{_PERIOD}h",
+    *(round(_AMPLITUDE * math.sin(2 * math.pi * _TONE_HZ * n / SAMPLE_RATE)) for n in range(_PERIOD)),
+)
+
+
+def tone_pcm(start_sample: int, count: int) -> bytes:
+    """``count`` samples of the reply tone (16-bit LE mono, 24 kHz) starting at ``start_sample``."""
+    out = bytearray()
+    pos = start_sample % _PERIOD
+    remaining = count
+    while remaining > 0:
+        take = min(_PERIOD - pos, remaining)
+        out += _TABLE[pos * 2 : (pos + take) * 2]
+        remaining -= take
+        pos = 0
+    return bytes(out)
+
+
+def text_reply_frames(reply: str, words_per_chunk: int) -> Iterator[tuple[dict[str, Any], str]]:
+    """TEXT-modality reply messages, each paired with the reply text it carries."""
+    for piece in chunk_text(reply, words_per_chunk):
+        yield {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": piece}]}}}, piece
+
+
+def audio_reply_frames(
+    reply: str, words_per_chunk: int, chunk_ms: int, transcribe: bool
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """AUDIO-modality reply messages, each paired with the reply text it covers.
+
+    Audio lasts ``MS_PER_WORD`` per word. A transcription piece is sent just before the audio
+    chunk in which its first word starts, which keeps transcript and audio in step like the real
+    service. Without transcription the covered text rides along with that audio chunk (it is
+    only used to record the model turn in the history).
+    """
+    pieces: list[tuple[int, str]] = []
+    word = 0
+    for piece in chunk_text(reply, words_per_chunk):
+        pieces.append((word * SAMPLES_PER_WORD, piece))
+        word += count_words(piece)
+    total = word * SAMPLES_PER_WORD
+    step = max(1, SAMPLE_RATE * chunk_ms // 1000)
+    next_piece = 0
+    for start in range(0, total, step):
+        carried = ""
+        while next_piece < len(pieces) and pieces[next_piece][0] < start + step:
+            piece = pieces[next_piece][1]
+            next_piece += 1
+            if transcribe:
+                yield {"serverContent": {"outputTranscription": {"text": piece}}}, piece
+            else:
+                carried += piece
+        data = base64.b64encode(tone_pcm(start, min(step, total - start))).decode("ascii")
+        part = {"inlineData": {"mimeType": AUDIO_MIME_TYPE, "data": data}}
+        yield {"serverContent": {"modelTurn": {"role": "model", "parts": [part]}}}, carried
+
+
+def usage_metadata(backend: Backend, prompt_tokens: int, reply_tokens: int, modality: str) -> dict[str, Any]:
+    """``usageMetadata`` in the backend's own spelling (Vertex says candidates*, AI Studio response*)."""
+    out = "candidates" if backend is Backend.VERTEX else "response"
+    return {
+        "promptTokenCount": prompt_tokens,
+        f"{out}TokenCount": reply_tokens,
+        "totalTokenCount": prompt_tokens + reply_tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+        f"{out}TokensDetails": [{"modality": modality, "tokenCount": reply_tokens}],
+    }

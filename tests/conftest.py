@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+
+from tests.stack import Stack
+
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("long", max_examples=2000, deadline=None)
+settings.load_profile("dev")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    s = Stack(
+        tmp_path_factory.mktemp("stack"),
+        extra_models=[
+            {
+                "model_name": "studio_bad_key",
+                "litellm_params": {"model": "gemini/gemini-live-2.5-flash-preview", "api_key": "wrong-key",
+                                   "api_base": "EMULATOR"},
+            },
+            {
+                "model_name": "unreachable",
+                "litellm_params": {"model": "gemini/gemini-live-2.5-flash-preview", "api_key": "k",
+                                   "api_base": "ws://127.0.0.1:9"},
+            },
+        ],
+    ).start()
+    yield s
+    s.stop()
