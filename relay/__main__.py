@@ -31,8 +31,8 @@ async def _serve(config: Config | None, host: str, port: int) -> None:
                 flush=True,
             )
         server = RelayServer(config)
-        for name, upstream in server.upstreams.items():
-            print(f"  model {name}: {upstream.describe()}", flush=True)
+        for upstream in server.upstreams.values():
+            print(f"  model {upstream.describe()}", flush=True)
         if not config.master_key:
             print(
                 "WARNING: no master_key (general_settings.master_key or RELAY_MASTER_KEY): "

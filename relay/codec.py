@@ -16,7 +16,7 @@ from cattrs.preconf.orjson import make_converter
 
 from relay.errors import ClientError
 from relay.events import openai as oa
-from relay.session_config import Dialect, SessionConfig, render
+from relay.session_config import GA_FORMATS, Dialect, SessionConfig, render
 
 # ---------------------------------------------------------------- parsing client events
 
@@ -180,9 +180,6 @@ def _usage(u: oa.Usage | None, ga: bool) -> dict[str, Any] | None:
     }
 
 
-_GA_FORMAT = {"pcm16": {"type": "audio/pcm", "rate": 24000}, "g711_ulaw": {"type": "audio/pcmu"}, "g711_alaw": {"type": "audio/pcma"}}
-
-
 def _response(r: oa.Response, ga: bool) -> dict[str, Any]:
     details = None
     if r.status in ("cancelled", "incomplete", "failed"):
@@ -202,7 +199,7 @@ def _response(r: oa.Response, ga: bool) -> dict[str, Any]:
     if ga:
         out["output_modalities"] = ["audio"] if "audio" in r.modalities else ["text"]
         out["max_output_tokens"] = r.max_output_tokens
-        out["audio"] = {"output": {"format": _GA_FORMAT[r.output_audio_format], "voice": r.voice}}
+        out["audio"] = {"output": {"format": GA_FORMATS[r.output_audio_format], "voice": r.voice}}
     else:
         out["modalities"] = list(r.modalities)
         out["voice"] = r.voice

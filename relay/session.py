@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import trio
 
-from relay.transport import HandshakeFailed, MessageSocket, SocketClosed, open_connection
 from relay.translate import Output, Translator
+from relay.transport import HandshakeFailed, MessageSocket, SocketClosed, open_connection
 from relay.upstream import Upstream, UpstreamAuthError
 
 log = logging.getLogger("relay.session")

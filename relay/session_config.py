@@ -16,7 +16,7 @@ from relay.errors import ClientError, invalid_type, invalid_value
 Dialect = Literal["beta", "ga"]
 
 AUDIO_FORMATS = ("pcm16", "g711_ulaw", "g711_alaw")
-_GA_FORMAT = {
+GA_FORMATS = {
     "pcm16": {"type": "audio/pcm", "rate": 24000},
     "g711_ulaw": {"type": "audio/pcmu"},
     "g711_alaw": {"type": "audio/pcma"},
@@ -268,12 +268,12 @@ def render_ga(cfg: SessionConfig) -> dict[str, Any]:
         "include": None,
         "audio": {
             "input": {
-                "format": _GA_FORMAT[cfg.input_audio_format],
+                "format": GA_FORMATS[cfg.input_audio_format],
                 "transcription": cfg.input_audio_transcription,
                 "noise_reduction": cfg.input_audio_noise_reduction,
                 "turn_detection": td,
             },
-            "output": {"format": _GA_FORMAT[cfg.output_audio_format], "voice": cfg.voice, "speed": cfg.speed},
+            "output": {"format": GA_FORMATS[cfg.output_audio_format], "voice": cfg.voice, "speed": cfg.speed},
         },
     }
     out.update(cfg.kept)

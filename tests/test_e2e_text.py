@@ -117,7 +117,7 @@ def test_beta_sdk_text_turn_and_multi_turn_history(stack):
         updated = c.recv()
         assert updated["session"]["modalities"] == ["text"] and updated["session"]["temperature"] == 0.6
         assert "model" not in updated["session"]
-        for n, question in enumerate(["first question", "second question"]):
+        for question in ["first question", "second question"]:
             c.send(user_text(question))
             assert c.recv()["type"] == "conversation.item.created"
             c.send({"type": "response.create"})

@@ -122,7 +122,7 @@ class Translator:
             kind = "invalid_request_error"
         else:
             kind = "server_error"
-        text = f"Gemini closed the connection ({code}): {reason}" if reason else f"Gemini closed the connection ({code})."
+        text = f"Gemini closed the connection ({code})" + (f": {reason}" if reason else ".")
         self._upstream_fault(kind, "upstream_closed", text)
         return self._take()
 
@@ -289,7 +289,9 @@ class Translator:
             if part.type == "output_text":
                 part.type = "text"
         if not item.content:
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'item.content'.", "item.content")
+            raise ClientError(
+                "missing_required_parameter", "Missing required parameter: 'item.content'.", "item.content"
+            )
 
     def _on_InputText(self, ev: oa.InputText) -> None:
         answers_held = self._held is not None

@@ -1,0 +1,162 @@
+"""The relay as a new user runs it: `python -m relay serve` in a subprocess, on its embedded default
+(the built-in emulator) or a config file, with real clients (node's `ws`, the openai SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.clients import squash
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = ROOT / "tests" / "node"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def relay_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, int, str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    banner = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner.append(line)
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError("relay did not start: " + "".join(banner))
+        assert proc.poll() is None, "".join(banner)
+        yield proc, port, "".join(banner)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def node_ws() -> Path:
+    node = shutil.which("node")
+    npm = shutil.which("npm")
+    assert node and npm, "node and npm are needed for the seed client test"
+    if not (NODE_DIR / "node_modules" / "ws").is_dir():
+        subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300)
+    return NODE_DIR
+
+
+def test_default_serve_answers_litellms_documented_node_client(node_ws):
+    with relay_process() as (_, port, banner):
+        assert "built-in Gemini Live emulator" in banner
+        assert f"ws://127.0.0.1:{port}/v1/realtime" in banner
+        url = f"ws://0.0.0.0:{port}/v1/realtime?model=vertex_gemini_live_text"
+        out = subprocess.run(["node", "seed.js"], cwd=node_ws, env={**os.environ, "RELAY_URL": url},
+                             capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout
+    types = re.findall(r"^  type: '([a-z_.]+)'", printed, re.M)
+    assert squash(types) == [
+        "session.created", "conversation.item.created", "response.created", "response.output_item.added",
+        "conversation.item.created", "response.content_part.added", "response.text.delta", "response.text.done",
+        "response.content_part.done", "response.output_item.done", "response.done",
+    ]
+    deltas = re.findall(r"^  delta: '(.*)'", printed, re.M)
+    assert "".join(deltas) == "Echo: hey there!"
+
+
+def test_default_serve_with_the_openai_sdk_and_a_master_key():
+    from openai import OpenAI
+
+    with relay_process(env={"RELAY_MASTER_KEY": "sk-cli"}) as (_, port, banner):
+        assert "WARNING" not in banner
+        client = OpenAI(api_key="sk-cli", base_url=f"http://127.0.0.1:{port}/v1")
+        with client.realtime.connect(model="vertex_gemini_live_text") as conn:
+            conn.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+            conn.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "from the sdk"}]}})
+            conn.send({"type": "response.create"})
+            text = ""
+            for event in conn:
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                if event.type == "response.done":
+                    break
+        assert text == "Echo: from the sdk"
+        bad = OpenAI(api_key="sk-wrong", base_url=f"http://127.0.0.1:{port}/v1")
+        with pytest.raises(Exception, match="401"), bad.realtime.connect(model="vertex_gemini_live_text") as conn:
+            conn.recv()
+
+
+def test_open_relay_warns_loudly():
+    env = {k: v for k, v in os.environ.items() if k != "RELAY_MASTER_KEY"}
+    with relay_process(env=env) as (_, _port, banner):
+        assert "WARNING: no master_key" in banner
+
+
+def test_bad_config_exits_2_naming_file_entry_and_field(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model_list:\n  - model_name: m1\n    litellm_params:\n      model: vertex_ai/x\n"
+                   "      vertex_location: 5\n")
+    out = subprocess.run([sys.executable, "-m", "relay", "serve", "--config", str(cfg)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert str(cfg) in out.stderr and "model_list[0]" in out.stderr and "vertex_location" in out.stderr
+
+
+def test_config_file_with_unknown_keys_warns_and_serves(tmp_path):
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(
+        "model_list:\n"
+        "  - model_name: studio\n"
+        "    litellm_params:\n"
+        "      model: gemini/gemini-live-2.5-flash-preview\n"
+        "      api_key: os.environ/TEST_STUDIO_KEY\n"
+        "      rpm: 10\n"
+        "    model_info:\n"
+        "      mode: realtime\n"
+        "litellm_settings:\n"
+        "  drop_params: true\n"
+    )
+    with relay_process("--config", str(cfg), env={"TEST_STUDIO_KEY": "secret-studio-key"}) as (_, _port, banner):
+        assert "rpm" in banner and "litellm_settings" in banner
+        assert "secret-studio-key" not in banner
+        assert "model studio" in banner
+
+
+def test_unknown_model_is_404_with_the_valid_names():
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with relay_process() as (_, port, _banner):
+        with pytest.raises(InvalidStatus) as info:
+            connect(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-4o-realtime-preview", open_timeout=10)
+        response = info.value.response
+        assert response.status_code == 404
+        body = json.loads(response.body)
+        assert body["error"]["code"] == "model_not_found"
+        assert body["error"]["valid_models"] == ["vertex_gemini_live_text"]
+        assert "gpt-4o-realtime-preview" in body["error"]["message"]
