@@ -232,5 +232,8 @@ def serialize(event: Any, event_id: str, dialect: Dialect | None) -> bytes | Non
         return None
     out: dict[str, Any] = {"type": name, "event_id": event_id}
     for field in attrs.fields(type(event)):
-        out[field.name] = _payload(getattr(event, field.name), ga, dialect)
+        value = getattr(event, field.name)
+        if value is None and field.metadata.get("omit_if_none"):
+            continue
+        out[field.name] = _payload(value, ga, dialect)
     return orjson.dumps(out)

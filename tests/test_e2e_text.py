@@ -407,3 +407,22 @@ def test_ga_sdk_without_session_update_still_gets_ga_events(stack):
     assert transcript == "Echo: no session update first"
     audio = [e for e in events if e["type"] == "response.output_audio.delta"]
     assert audio, "audio deltas are forwarded"
+
+
+def test_session_update_after_setup_is_kept_and_says_when_it_applies(stack):
+    with sdk_ga(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"],
+                                                       "tracing": "auto", "truncation": "auto"}})
+        first = c.recv()
+        assert first["session"]["tracing"] == "auto" and first["session"]["truncation"] == "auto"
+        assert "notice" not in first
+        c.send(user_text("start the model"))
+        c.send({"type": "response.create"})
+        c.until("response.done")
+        c.send({"type": "session.update", "session": {"type": "realtime", "instructions": "New rules."}})
+        updated = c.until("session.updated")[-1]
+        assert updated["session"]["instructions"] == "New rules."
+        assert updated["session"]["tracing"] == "auto"
+        assert "change to instructions applies" in updated["notice"]
+        assert "next upstream connection" in updated["notice"]

@@ -233,6 +233,9 @@ class SessionCreated:
 class SessionUpdated:
     WIRE: ClassVar[tuple[str | None, str | None]] = ("session.updated", "session.updated")
     session: Any
+    # Not an OpenAI field (clients ignore unknown keys): says which changes wait for the next
+    # upstream connection, since Gemini fixes its config at setup.
+    notice: str | None = attrs.field(default=None, metadata={"omit_if_none": True})
 
 
 @attrs.frozen

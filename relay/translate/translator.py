@@ -211,14 +211,32 @@ class Translator:
         handler(ev)
 
     def _on_SessionUpdate(self, ev: oa.SessionUpdate) -> None:
+        before = self._setup_fields()
         if self.dialect == "ga":
             apply_ga(self.session, ev.session)
         else:
             apply_beta(self.session, ev.session)
         self._session_touched = True
-        self._emit(oa.SessionUpdated(self.session))
+        notice = None
         if self._upstream != _UPSTREAM_NONE:
-            log.info("session.update after setup: Gemini config is fixed for this upstream connection")
+            after = self._setup_fields()
+            differ = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+            changed = sorted({_OPENAI_NAME.get(k, k) for k in differ})
+            if changed:
+                notice = (
+                    "Gemini Live fixes its configuration when the model session starts; the change to "
+                    + ", ".join(changed)
+                    + " applies from the relay's next upstream connection."
+                )
+                log.info("session.update after setup changes %s", ", ".join(changed))
+        self._emit(oa.SessionUpdated(self.session, notice))
+
+    def _setup_fields(self) -> dict[str, Any]:
+        setup = build_setup(self.session, self._caps, self._system_notes)["setup"]
+        # compare generation settings one by one so the notice can name them
+        for key, value in setup.pop("generationConfig").items():
+            setup["generationConfig." + key] = value
+        return setup
 
     def _on_TranscriptionSessionUpdate(self, ev: oa.TranscriptionSessionUpdate) -> None:
         raise ClientError(
@@ -507,6 +525,19 @@ class Translator:
 
 
 # ================================================================ helpers
+
+# setup fields (flattened one level) → the OpenAI session field a client changed
+_OPENAI_NAME = {
+    "systemInstruction": "instructions",
+    "generationConfig.responseModalities": "modalities",
+    "outputAudioTranscription": "modalities",
+    "generationConfig.speechConfig": "voice",
+    "generationConfig.temperature": "temperature",
+    "generationConfig.maxOutputTokens": "max_output_tokens",
+    "realtimeInputConfig": "turn_detection",
+    "inputAudioTranscription": "input_audio_transcription",
+    "tools": "tools",
+}
 
 
 def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
