@@ -5,6 +5,7 @@ import os
 import pytest
 from hypothesis import settings
 
+from tests.schemas import validate_gemini
 from tests.stack import Stack
 
 settings.register_profile("ci", max_examples=200, deadline=None)
@@ -32,3 +33,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     ).start()
     yield s
     s.stop()
+    # Every message the relay sent upstream during the module is a valid Gemini Live client message.
+    for message in s.upstream_messages():
+        validate_gemini(message)

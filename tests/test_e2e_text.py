@@ -426,3 +426,29 @@ def test_session_update_after_setup_is_kept_and_says_when_it_applies(stack):
         assert updated["session"]["tracing"] == "auto"
         assert "change to instructions applies" in updated["notice"]
         assert "next upstream connection" in updated["notice"]
+
+
+def test_wrong_key_is_refused_with_401_and_other_sessions_are_unaffected(stack):
+    from websockets.exceptions import InvalidStatus
+
+    with sdk_ga(stack) as good:
+        good.recv()
+        good.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        good.recv()
+        for headers in ({"api-key": "sk-wrong"}, {"Authorization": "Bearer sk-wrong"}, {}):
+            with pytest.raises(InvalidStatus) as info, raw(stack, headers=headers):
+                pass
+            assert info.value.response.status_code == 401
+            assert json.loads(info.value.response.body)["error"]["code"] == "invalid_api_key"
+        browser = ["realtime", "openai-insecure-api-key.sk-wrong"]
+        with pytest.raises(InvalidStatus) as info, raw(stack, headers={}, subprotocols=browser):
+            pass
+        assert info.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as info, raw(stack, model="no-such-model"):
+            pass
+        assert info.value.response.status_code == 404
+        good.send(user_text("still here"))
+        good.recv(), good.recv()
+        good.send({"type": "response.create"})
+        events = good.until("response.done")
+        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Echo: still here"
