@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import cattrs
 import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter
 
 from relay.errors import ClientError
@@ -43,6 +44,10 @@ def _make_client_converter() -> cattrs.Converter:
         return value
 
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], any_dict)
+    # audio_ms is the relay's own bookkeeping, never read from or written to the wire
+    hidden = {"audio_ms": override(omit=True)}
+    conv.register_structure_hook(oa.ContentPart, make_dict_structure_fn(oa.ContentPart, conv, **hidden))
+    conv.register_unstructure_hook(oa.ContentPart, make_dict_unstructure_fn(oa.ContentPart, conv, **hidden))
     return conv
 
 

@@ -27,6 +27,8 @@ class ContentPart:
     audio: str | None = None
     transcript: str | None = None
     id: str | None = None
+    # Not on the wire: how much audio the part holds, in ms (the relay keeps no audio bytes).
+    audio_ms: float = attrs.field(default=0.0, eq=False, repr=False)
 
 
 @attrs.define(slots=True)
@@ -415,6 +417,29 @@ class SpeechStopped:
     )
     audio_end_ms: int
     item_id: str
+
+
+@attrs.frozen
+class InputTranscriptionDelta:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.delta",
+    )
+    item_id: str
+    content_index: int
+    delta: str
+
+
+@attrs.frozen
+class InputTranscriptionCompleted:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.completed",
+    )
+    item_id: str
+    content_index: int
+    transcript: str
+    usage: dict[str, Any]
 
 
 @attrs.frozen

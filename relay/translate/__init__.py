@@ -1,5 +1,6 @@
 """The sans-IO translator between OpenAI Realtime and Gemini Live (no trio, no sockets, no clock)."""
 
-from relay.translate.translator import Close, Connect, Output, Translator
+from relay.translate.base import Close, Connect, Output
+from relay.translate.translator import Translator
 
 __all__ = ["Close", "Connect", "Output", "Translator"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from relay.audio import OutputConverter
 from relay.events import gemini as gm
 from relay.events import openai as oa
 from relay.ids import IdFactory
@@ -36,7 +37,8 @@ class ResponseBuilder:
         self._part: oa.ContentPart | None = None
         self._text: list[str] = []
         self._transcript: list[str] = []
-        self._audio_done = False
+        # G.711 output keeps resampler state across chunks; pcm16 at 24 kHz passes through untouched.
+        self._converter = OutputConverter(response.output_audio_format) if self.audio_out else None
         self.had_output = False
         self.finished = False
 
@@ -93,10 +95,13 @@ class ResponseBuilder:
         self._emit(oa.TextDelta(*self._where(), delta))
 
     def audio(self, blob: gm.Blob) -> None:
-        if not self.audio_out or not blob.data:
+        if self._converter is None or not blob.data:
             return  # a text-only response on an audio session: the transcript carries the answer
-        self._open_message()
-        self._emit(oa.AudioDelta(*self._where(), blob.data))
+        _, part = self._open_message()
+        data = self._converter.convert(blob.data, blob.mime_type)
+        if data:
+            part.audio_ms += self._converter.duration_ms(data)
+            self._emit(oa.AudioDelta(*self._where(), data))
 
     def transcript(self, delta: str) -> None:
         if not delta:
@@ -117,6 +122,10 @@ class ResponseBuilder:
         where = self._where()
         part = self._part
         if self.audio_out:
+            tail = self._converter.flush() if self._converter is not None else ""
+            if tail:
+                part.audio_ms += self._converter.duration_ms(tail)
+                self._emit(oa.AudioDelta(*where, tail))
             part.transcript = "".join(self._transcript)
             self._emit(oa.AudioDone(*where))
             self._emit(oa.AudioTranscriptDone(*where, part.transcript))

@@ -1,0 +1,32 @@
+"""What the translator hands to its I/O shell, and the upstream connection states it tracks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+UPSTREAM_NONE, UPSTREAM_SETUP_SENT, UPSTREAM_READY = "none", "setup_sent", "ready"
+
+
+@attrs.frozen
+class Connect:
+    """Open the upstream socket and send this `setup` first (the upstream adds `setup.model`)."""
+
+    setup: dict[str, Any]
+
+
+@attrs.frozen
+class Close:
+    """Close the client socket."""
+
+    code: int
+    reason: str
+
+
+@attrs.define
+class Output:
+    client: list[bytes] = attrs.Factory(list)
+    upstream: list[dict[str, Any]] = attrs.Factory(list)
+    connect: Connect | None = None
+    close: Close | None = None

@@ -1,0 +1,158 @@
+"""Conversation items: create, retrieve, delete, truncate, kept in the local store (Gemini keeps no
+addressable items) and turned into Gemini turns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from relay.errors import ClientError
+from relay.events import openai as oa
+from relay.translate.base import UPSTREAM_NONE
+
+log = logging.getLogger("relay.translate")
+
+
+class Conversation:
+    """Mixin of `Translator`: the handlers of item events (state lives in `Translator.__init__`)."""
+
+    def _on_ConversationItemCreate(self, ev: oa.ConversationItemCreate) -> None:
+        item = ev.item
+        if item.type == "message":
+            self._check_message(item)
+            turn = turn_of(item)
+            if item.role == "system" and self._upstream == UPSTREAM_NONE:
+                # Before setup a system message can still join the system instruction.
+                self._system_notes.append(text_of(item))
+                turn = None
+        elif item.type in ("function_call", "function_call_output"):
+            raise ClientError(
+                "unsupported_item_type",
+                f"Items of type '{item.type}' are not supported yet.",
+                "item.type",
+            )
+        else:
+            raise ClientError(
+                "invalid_value",
+                f"Invalid value: '{item.type}'. Supported values are: 'message', 'function_call', "
+                "'function_call_output'.",
+                "item.type",
+            )
+        if ev.previous_item_id not in (None, self._items.last_id()):
+            # Gemini's context is append-only; say so instead of silently reordering.
+            log.info("previous_item_id %r ignored: items are appended", ev.previous_item_id)
+        if item.id is None:
+            item.id = self._ids("item_")
+        elif self._items.get(item.id) is not None:
+            raise ClientError("duplicate_item_id", f"Item with id '{item.id}' already exists.", "item.id")
+        item.object = "realtime.item"
+        item.status = "completed"
+        previous = self._items.last_id()
+        self._items.add(item)
+        self._emit(oa.ConversationItemAdded(item, previous))
+        self._emit(oa.ConversationItemDone(item, previous))
+        if turn is not None:
+            self._pending_turns.append(turn)
+        if item.role == "user":
+            self._user_input()
+
+    def _check_message(self, item: oa.Item) -> None:
+        if item.role not in ("user", "assistant", "system"):
+            raise ClientError(
+                "invalid_value",
+                f"Invalid value: '{item.role}'. Supported values are: 'user', 'assistant', 'system'.",
+                "item.role",
+            )
+        allowed = {
+            "user": ("input_text", "input_audio"),
+            "system": ("input_text",),
+            "assistant": ("text", "output_text"),
+        }[item.role]
+        for i, part in enumerate(item.content or ()):
+            if part.type not in allowed:
+                raise ClientError(
+                    "invalid_value",
+                    f"Invalid value: '{part.type}'. Supported values for {item.role} content are: "
+                    + ", ".join(f"'{a}'" for a in allowed) + ".",
+                    f"item.content[{i}].type",
+                )
+            if part.type == "output_text":
+                part.type = "text"
+        if not item.content:
+            raise ClientError(
+                "missing_required_parameter", "Missing required parameter: 'item.content'.", "item.content"
+            )
+
+    def _on_InputText(self, ev: oa.InputText) -> None:
+        answers_held = self._held is not None
+        item = oa.Item(type="message", role="user", content=[oa.ContentPart(type="input_text", text=ev.text)])
+        self._on_ConversationItemCreate(oa.ConversationItemCreate(item=item))
+        if not answers_held:
+            self._on_ResponseCreate(oa.ResponseCreate())
+
+    def _user_input(self) -> None:
+        self._had_user_input = True
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._request_response(held)
+
+    def _on_ConversationItemRetrieve(self, ev: oa.ConversationItemRetrieve) -> None:
+        item = self._items.get(ev.item_id)
+        if item is None:
+            raise ClientError("item_not_found", f"Item with id '{ev.item_id}' not found.", "item_id")
+        self._emit(oa.ConversationItemRetrieved(item))
+
+    def _on_ConversationItemDelete(self, ev: oa.ConversationItemDelete) -> None:
+        if not self._items.delete(ev.item_id):
+            raise ClientError("item_not_found", f"Item with id '{ev.item_id}' not found.", "item_id")
+        self._emit(oa.ConversationItemDeleted(ev.item_id))
+
+    def _on_ConversationItemTruncate(self, ev: oa.ConversationItemTruncate) -> None:
+        item = self._items.get(ev.item_id)
+        if item is None:
+            raise ClientError("item_not_found", f"Item with id '{ev.item_id}' not found.", "item_id")
+        if item.role != "assistant" or not item.content or item.content[0].type != "audio":
+            raise ClientError(
+                "invalid_value", "Only assistant messages with audio can be truncated.", "item_id"
+            )
+        if ev.content_index != 0:
+            raise ClientError("invalid_value", "Invalid 'content_index': the item has one audio part.", "content_index")
+        part = item.content[0]
+        if ev.audio_end_ms < 0 or ev.audio_end_ms > part.audio_ms + 1:
+            raise ClientError(
+                "invalid_value",
+                f"Invalid 'audio_end_ms': {ev.audio_end_ms} ms is beyond the {part.audio_ms:.0f} ms of audio.",
+                "audio_end_ms",
+            )
+        # The played part of the transcript, by proportion of words: Gemini gives no word timings.
+        if part.transcript and part.audio_ms > 0:
+            words = part.transcript.split(" ")
+            keep = round(len(words) * min(1.0, ev.audio_end_ms / part.audio_ms))
+            part.transcript = " ".join(words[:keep])
+        part.audio_ms = min(part.audio_ms, float(ev.audio_end_ms))
+        self._emit(oa.ConversationItemTruncated(ev.item_id, ev.content_index, ev.audio_end_ms))
+
+
+
+def text_of(item: oa.Item) -> str:
+    return "".join(p.text or p.transcript or "" for p in item.content or ())
+
+
+def turn_of(item: oa.Item) -> dict[str, Any] | None:
+    """An item as a Gemini `clientContent` turn (history replay uses this too)."""
+    if item.type != "message":
+        return None
+    parts: list[dict[str, Any]] = []
+    for p in item.content or ():
+        if p.type in ("input_text", "text", "output_text") and p.text:
+            parts.append({"text": p.text})
+        elif p.type == "input_audio" and p.audio:
+            parts.append({"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": p.audio}})
+        elif p.type in ("audio", "input_audio") and p.transcript:
+            parts.append({"text": p.transcript})
+    if not parts:
+        return None
+    if item.role == "system":
+        parts = [{"text": "System instruction: " + "".join(p.get("text", "") for p in parts)}]
+    return {"role": "model" if item.role == "assistant" else "user", "parts": parts}
+

@@ -1,0 +1,179 @@
+"""Responses: response.create and response.cancel, and Gemini output turned into responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from relay.errors import ClientError
+from relay.events import openai as oa
+from relay.session_config import apply_beta
+from relay.translate.base import UPSTREAM_READY
+from relay.translate.response import ResponseBuilder, usage_from_gemini
+
+
+class Responding:
+    """Mixin of `Translator`: response handlers and the output side of a Gemini turn."""
+
+    def _on_ResponseCreate(self, ev: oa.ResponseCreate) -> None:
+        params = ev.response or {}
+        if self._response is not None and not self._response.finished:
+            raise ClientError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {self._response.id}. "
+                "Wait until the response is finished before creating a new one.",
+            )
+        # Validate the overrides the same way session.update does, without applying them.
+        probe = attrs.evolve(self.session, kept={})
+        apply_beta(probe, session_fields(params), "response")
+        if self._queued_request is not None:
+            raise ClientError(
+                "conversation_already_has_active_response",
+                "A response is already queued behind the cancelled one.",
+            )
+        if not self._had_user_input and not self._pending_turns and self._audio.buffer_ms == 0:
+            if self._held is not None:
+                raise ClientError(
+                    "conversation_already_has_active_response",
+                    "A response is already waiting for the first user input.",
+                )
+            self._held = params
+            return
+        self._request_response(params)
+
+    def _request_response(self, params: dict[str, Any]) -> None:
+        if self._discarding:
+            self._queued_request = params
+            return
+        self._ensure_upstream(params)
+        probe = attrs.evolve(self.session, kept={})
+        fields = session_fields(params)
+        try:
+            apply_beta(probe, fields, "response")
+        except ClientError:
+            probe = self.session
+        modalities = probe.modalities
+        if self._upstream_modality == "TEXT":
+            modalities = ("text",)  # a TEXT upstream session cannot speak
+        metadata = params.get("metadata") if isinstance(params.get("metadata"), dict) else None
+        response = oa.Response(
+            id=self._ids("resp_"), conversation_id=self._conversation_id, modalities=modalities,
+            voice=probe.voice, output_audio_format=probe.output_audio_format, temperature=probe.temperature,
+            max_output_tokens=probe.max_output_tokens, metadata=metadata,
+        )
+        if self._audio.buffer_ms > 0 and (self._audio.activity_open or not self._manual_turns()):
+            # Audio the model will hear anyway joins the conversation before the response.
+            if self._manual_turns():
+                self._commit_audio_item()
+            else:
+                self._vad_turn_ended()
+        self._emit(oa.ResponseCreated(response))
+        self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
+        self._usage = None
+        turns, self._pending_turns = self._pending_turns, []
+        self._send_turns(turns)
+
+    def _send_turns(self, turns: list[dict[str, Any]]) -> None:
+        if self._audio.activity_open:
+            # Manual turn: the held activityEnd is what makes Gemini answer (protocols.md 3.6).
+            if turns:
+                self._send_upstream({"clientContent": {"turns": turns, "turnComplete": False}})
+            self._end_manual_activity()
+            return
+        if self._caps.text_via_realtime_input and self._upstream == UPSTREAM_READY and turns:
+            text = "\n".join(p["text"] for t in turns for p in t["parts"] if "text" in p)
+            self._send_upstream({"realtimeInput": {"text": text}})
+            return
+        content: dict[str, Any] = {"turnComplete": True}
+        if turns:
+            content = {"turns": turns, "turnComplete": True}
+        self._send_upstream({"clientContent": content})
+
+    def _on_ResponseCancel(self, ev: oa.ResponseCancel) -> None:
+        r = self._response
+        if r is None or r.finished or (ev.response_id is not None and ev.response_id != r.id):
+            raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
+        r.finish("cancelled", "client_cancelled", usage=usage_from_gemini(self._usage))
+        self._response = None
+        # Gemini has no cancel: drop the rest of this turn's output when it comes.
+        self._discarding = True
+
+    def _active_for_output(self) -> ResponseBuilder | None:
+        if self._discarding:
+            return None
+        if self._response is None or self._response.finished:
+            # Output nobody asked for (Gemini speaking on its own, e.g. after a tool response).
+            self._request_response_for_output()
+        return self._response
+
+    def _request_response_for_output(self) -> None:
+        self._vad_turn_ended()
+        cfg = self.session
+        modalities = ("text",) if self._upstream_modality == "TEXT" else cfg.modalities
+        response = oa.Response(
+            id=self._ids("resp_"), conversation_id=self._conversation_id, modalities=modalities,
+            voice=cfg.voice, output_audio_format=cfg.output_audio_format, temperature=cfg.temperature,
+            max_output_tokens=cfg.max_output_tokens,
+        )
+        self._emit(oa.ResponseCreated(response))
+        self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
+
+    def _interrupted(self) -> None:
+        if self._discarding:
+            self._end_discard()
+        elif self._response is not None and not self._response.finished:
+            self._response.finish("cancelled", "turn_detected", usage=usage_from_gemini(self._usage))
+            self._response = None
+        self._swallow_turn_complete = True
+
+    def _turn_complete(self, reason: str | None) -> None:
+        if self._discarding:
+            self._end_discard()
+            return
+        if self._swallow_turn_complete:
+            self._swallow_turn_complete = False
+            return
+        r = self._response
+        if r is None or r.finished:
+            return  # an empty turn (e.g. after a tool call): nothing to tell the client
+        status, why = "completed", None
+        if (reason and "SAFETY" in reason) or reason in ("PROHIBITED_INPUT_CONTENT", "RESPONSE_REJECTED"):
+            status, why = "incomplete", "content_filter"
+        elif reason == "MAX_TOKENS":
+            status, why = "incomplete", "max_output_tokens"
+        elif reason == "MALFORMED_FUNCTION_CALL":
+            status, why = "failed", None
+        r.finish(status, why, usage=usage_from_gemini(self._usage))
+        self._response = None
+        self._usage = None
+
+    def _end_discard(self) -> None:
+        self._discarding = False
+        self._usage = None
+        if self._queued_request is not None:
+            params, self._queued_request = self._queued_request, None
+            self._request_response(params)
+
+
+
+
+def session_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a response.create that look like session fields."""
+    keys = ("modalities", "output_modalities", "instructions", "voice", "output_audio_format", "temperature",
+            "max_response_output_tokens", "max_output_tokens", "audio")
+    out = {k: v for k, v in params.items() if k in keys}
+    if "audio" in out:
+        audio = out.pop("audio")
+        if isinstance(audio, dict) and isinstance(audio.get("output"), dict):
+            if "voice" in audio["output"]:
+                out["voice"] = audio["output"]["voice"]
+    if "output_modalities" in out:
+        out["modalities"] = out.pop("output_modalities")
+        if isinstance(out["modalities"], list) and "audio" in out["modalities"]:
+            out["modalities"] = ["text", "audio"]
+    if "max_output_tokens" in out:
+        out["max_response_output_tokens"] = out.pop("max_output_tokens")
+    return out
+
+
