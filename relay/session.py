@@ -45,6 +45,9 @@ class Session:
         self._to_client, self._client_out = trio.open_memory_channel[bytes](CLIENT_QUEUE)
         self._link: _Link | None = None
         self._nursery: trio.Nursery | None = None
+        # Two tasks feed the translator; its outputs must reach the channels in the order it made
+        # them, even when one task blocks on a full channel (backpressure) mid-dispatch.
+        self._dispatching = trio.StrictFIFOLock()
 
     async def run(self) -> None:
         try:
@@ -61,6 +64,10 @@ class Session:
     # ------------------------------------------------------------ dispatch
 
     async def _dispatch(self, out: Output) -> None:
+        async with self._dispatching:
+            await self._deliver(out)
+
+    async def _deliver(self, out: Output) -> None:
         for frame in out.client:
             await self._to_client.send(frame)
         if out.connect is not None:

@@ -22,8 +22,16 @@ MASTER_KEY = "sk-relay-test-master-key"
 
 
 class Stack:
-    def __init__(self, tmp: Path, *, master_key: str | None = MASTER_KEY, extra_models: list[dict] = ()) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        master_key: str | None = MASTER_KEY,
+        extra_models: list[dict] = (),
+        emulator_options: dict[str, Any] | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.emulator_options = emulator_options or {}
         self.master_key = master_key
         self.extra_models = list(extra_models)
         self.tokens = TokenServer()
@@ -89,7 +97,10 @@ class Stack:
         with trio.CancelScope() as cancel:
             self._cancel = cancel
             async with trio.open_nursery() as nursery:
-                self.emulator = Emulator(EmulatorOptions(bearer_token=self.tokens.token, api_key="studio-test-key"))
+                options = EmulatorOptions(
+                    bearer_token=self.tokens.token, api_key="studio-test-key", **self.emulator_options
+                )
+                self.emulator = Emulator(options)
                 self.emulator_port = await nursery.start(self.emulator.serve, "127.0.0.1", 0)
                 config, _ = load_config(self.write_config(), env={})
                 self.server = RelayServer(config)

@@ -251,6 +251,52 @@ async def test_sdk_audio_with_transcription(
     assert usage.response_tokens_details[0].modality == types.MediaModality.AUDIO
 
 
+@pytest.mark.parametrize("vertex", [True, False])
+async def test_sdk_realtime_audio_turn(
+    start: Starter, tls: tuple[ssl.SSLContext, ssl.SSLContext], vertex: bool
+) -> None:
+    """The SDK's own realtime audio (snake_case, its VAD config spelling) makes a spoken turn."""
+    emulator, port = await start(ssl_context=tls[0])
+    if vertex:
+        client = genai.Client(
+            vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
+            http_options=_http_options(port, tls[1]),
+        )  # fmt: skip
+    else:
+        client = genai.Client(api_key="k", http_options=_http_options(port, tls[1]))
+    config = {
+        "response_modalities": ["AUDIO"],
+        "input_audio_transcription": {},
+        "speech_config": {"voice_config": {"prebuilt_voice_config": {"voice_name": "Puck"}}},
+        "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 300}},
+    }
+    rate = 16_000
+    count = rate // 2  # 500 ms of a 1 kHz sine, then 400 ms of silence, in 20 ms chunks
+    pcm = struct.pack(f"<{count}h", *(round(8000 * math.sin(2 * math.pi * 1000 * n / rate)) for n in range(count)))
+    pcm += bytes(rate * 2 * 400 // 1000)
+
+    async def speak() -> list[Any]:
+        async with client.aio.live.connect(model="gemini-live-2.5-flash", config=config) as live:
+            for offset in range(0, len(pcm), 640):
+                await live.send_realtime_input(audio=types.Blob(data=pcm[offset : offset + 640], mime_type="audio/pcm"))
+            return [message async for message in live.receive()]
+
+    messages = await run_sdk(speak)
+    heard = [m.server_content.input_transcription for m in messages if m.server_content.input_transcription]
+    assert [(t.text, t.finished) for t in heard] == [("audio 500 ms", None), (None, True)]
+    audio = b"".join(
+        part.inline_data.data
+        for m in messages
+        if m.server_content.model_turn
+        for part in m.server_content.model_turn.parts
+    )
+    assert audio == tone_pcm(0, 4 * 60 * 24, 520)  # "Echo: audio 500 ms" in Puck's tone
+    usage = messages[-1].usage_metadata
+    assert usage.prompt_token_count == 13
+    assert usage.prompt_tokens_details[0].modality == types.MediaModality.AUDIO
+    assert "realtime_input" in emulator.received[1]
+
+
 # -- raw WebSocket: handshake ------------------------------------------------------------------
 
 
@@ -377,7 +423,9 @@ async def test_studio_usage_spelling_and_history(start: Starter) -> None:
 
 async def test_snake_case_input_and_binary_client_frames(start: Starter) -> None:
     emulator, port = await start()
-    setup = {"setup": {"model": VERTEX_MODEL, "generation_config": {"response_modalities": ["TEXT"]}}}
+    # activity_start is only legal with automatic detection disabled, spelled snake_case here too.
+    setup = {"setup": {"model": VERTEX_MODEL, "generation_config": {"response_modalities": ["TEXT"]},
+                       "realtime_input_config": {"automatic_activity_detection": {"disabled": True}}}}  # fmt: skip
     async with session(port, setup=setup) as ws:
         await send(ws, {"realtime_input": {"audio": {"data": "AAAA", "mime_type": "audio/pcm;rate=16000"}}})
         await send(ws, {"realtime_input": {"activity_start": {}}}, binary=True)
@@ -391,21 +439,23 @@ async def test_snake_case_input_and_binary_client_frames(start: Starter) -> None
 
 
 async def test_realtime_text_and_media_do_not_close(start: Starter) -> None:
+    # Quiet audio, video and (on AI Studio, with nothing spoken) audioStreamEnd produce nothing;
+    # activity signals are covered in test_emulator_audio.py since they need detection disabled.
     emulator, port = await start()
-    async with session(port) as ws:
+    setup = {"setup": {"model": "models/m", "generationConfig": {"responseModalities": ["TEXT"]}}}
+    async with session(port, STUDIO, setup) as ws:
         for body in [
             {"audio": {"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}},
             {"mediaChunks": [{"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}]},
-            {"activityStart": {}},
-            {"activityEnd": {}},
+            {"video": {"data": "AAAA", "mimeType": "image/jpeg"}},
             {"audioStreamEnd": True},
         ]:
             await send(ws, {"realtimeInput": body})
         await send(ws, {"toolResponse": {"functionResponses": [{"id": "1", "name": "f", "response": {}}]}})
         await send(ws, {"realtimeInput": {"text": "typed"}})
-        messages = await recv_turn(ws)
+        messages = await recv_turn(ws, vertex=False)
     assert reply_text(messages) == "Echo: typed"
-    assert len(emulator.received) == 8
+    assert len(emulator.received) == 7
 
 
 async def test_max_output_tokens_caps_reply(start: Starter) -> None:

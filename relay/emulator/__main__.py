@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-words", type=int, default=3)
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between reply chunks")
     parser.add_argument("--audio-chunk-ms", type=int, default=100)
+    parser.add_argument("--audio-realtime", action="store_true", help="pace audio replies in real time")
+    parser.add_argument("--vad-threshold", type=float, default=500.0, help="RMS above which input audio is speech")
+    parser.add_argument("--vad-silence-ms", type=int, default=500, help="silence that ends speech")
+    parser.add_argument("--vad-max-speech-ms", type=int, default=0, help="cut longer speech into turns (0 = off)")
     args = parser.parse_args(argv)
     options = EmulatorOptions(
         bearer_token=args.bearer_token,
@@ -27,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         chunk_words=args.chunk_words,
         chunk_delay=args.chunk_delay,
         audio_chunk_ms=args.audio_chunk_ms,
+        audio_realtime=args.audio_realtime,
+        vad_threshold=args.vad_threshold,
+        vad_silence_ms=args.vad_silence_ms,
+        vad_max_speech_ms=args.vad_max_speech_ms,
     )
     try:
         trio.run(partial(run_emulator, args.host, args.port, options))

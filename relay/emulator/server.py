@@ -20,19 +20,60 @@ Session behaviour:
   1007; unparseable JSON closes with 1007 "Invalid JSON payload received.". Both camelCase and
   snake_case keys are accepted, in text or binary frames.
 * ``clientContent`` appends its turns to the history and, with ``turnComplete``, replies to the
-  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Audio, video,
-  activity signals, ``audioStreamEnd`` and ``toolResponse`` are only recorded.
+  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Video and
+  ``toolResponse`` are only recorded.
 * The reply is ``"Echo: <user text>"``, cut to ``generationConfig.maxOutputTokens`` words. In
   TEXT modality it streams as ``modelTurn`` text parts of ``chunk_words`` words; in AUDIO
-  modality as 24 kHz 16-bit PCM of a 440 Hz tone, 60 ms per word, in ``audio_chunk_ms`` chunks,
-  interleaved with ``outputTranscription`` pieces when ``outputAudioTranscription`` was set up.
+  modality as 24 kHz 16-bit PCM of a tone, 60 ms per word, in ``audio_chunk_ms`` chunks,
+  interleaved with ``outputTranscription`` pieces when ``outputAudioTranscription`` was set up
+  (each piece just before the audio chunk in which its first word starts).
   Then ``generationComplete``, then ``turnComplete`` with ``usageMetadata`` (one token per
   word; Vertex spells the output ``candidates*``, AI Studio ``response*``), then, if
   ``sessionResumption`` was set up, ``sessionResumptionUpdate`` with handle
   ``emu-<session>-h<turn>``. Setting up with that (newest) handle restores the history;
   an unknown handle closes with 1008.
+* The tone is 440 Hz without ``generationConfig.speechConfig.voiceConfig.prebuiltVoiceConfig
+  .voiceName``; a voice picks (case-insensitively) Puck 520, Charon 600, Kore 660, Fenrir 720,
+  Aoede 780, Leda 840, Orus 900, Zephyr 960 Hz; any other name gets
+  ``[520, 600, 660, 720, 780, 840, 900, 960][crc32(name.lower()) % 8]`` (``wire.voice_tone_hz``).
 * Any ``clientContent`` or ``realtimeInput.text`` arriving while a reply streams stops it and
   sends ``{"serverContent": {"interrupted": true}}`` before anything else.
+
+Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChunks``):
+
+* ``audio/pcm;rate=N`` is 16-bit little-endian mono PCM at N Hz (16000 without ``rate``); other
+  media types are only recorded; bad base64 closes 1007 "Invalid JSON payload received.".
+  Durations are ``samples * 1e6 // N`` microseconds per chunk.
+* Automatic activity detection (unless ``realtimeInputConfig.automaticActivityDetection
+  .disabled`` is true) judges every chunk whole: it is speech when the RMS of its samples exceeds
+  ``vad_threshold``. Speech starts at the first loud chunk and lasts until the end of the last
+  loud one. It ends once ``silenceDurationMs`` (else ``vad_silence_ms``) of quiet audio followed
+  it, once it reached ``vad_max_speech_ms`` (0 = never; speech that goes on starts a new turn at
+  its next loud chunk, which barges in on the reply to the cut one), or on ``audioStreamEnd``.
+* With detection disabled, a turn is all audio (loud or not) between ``activityStart`` and
+  ``activityEnd``; audio outside such a pair is ignored, a repeated ``activityStart`` or an
+  ``activityEnd`` with no open turn does nothing; a turn without audio is "audio 0 ms".
+  ``activityStart``/``activityEnd`` with detection on close 1007 "Request contains an invalid
+  argument.".
+* ``audioStreamEnd`` ends speech at once on AI Studio (it does nothing with detection disabled);
+  on Vertex, which has no such field, it closes 1007 "Request contains an invalid argument.".
+* A turn of D microseconds lasts ``N = round(D / 10 ms) * 10`` ms (halves up) and its transcript is
+  ``"audio <N> ms"``. With ``inputAudioTranscription`` set up, it is sent as ``inputTranscription``
+  pieces of ``chunk_words`` words and then ``{"inputTranscription": {"finished": true}}``; then it
+  is answered like a text turn (``"Echo: audio <N> ms"``) in the session's modality.
+* Prompt tokens: one per word of user text (TEXT) plus ``ceil(N / 40)`` per audio turn (AUDIO,
+  25 per second). ``promptTokensDetails`` lists AUDIO when there is some and TEXT unless the
+  prompt is audio only.
+* Barge-in: unless ``activityHandling`` is ``NO_INTERRUPTION``, a loud chunk (detection on) or an
+  ``activityStart`` (detection off) stops a streaming reply: ``interrupted`` is sent and what was
+  already sent stays in the history. With ``NO_INTERRUPTION`` such a reply goes on, and a turn
+  that ends meanwhile is transcribed and answered once it has completed. A text turn stops both
+  the reply and such a waiting turn; the spoken turn still enters the history and is transcribed
+  (before ``interrupted``), but gets no answer of its own.
+* Pacing: replies go out back to back unless ``chunk_delay`` is set or the turn has
+  ``[fault:slow]``, which waits between chunks (an ``outputTranscription`` piece never waits for
+  its audio chunk). With ``audio_realtime`` each AUDIO chunk is followed by a wait of its own
+  playback time (at least), so speech can barge in mid-reply.
 
 Fault triggers, written anywhere in the user text of a turn:
 
@@ -68,7 +109,7 @@ _MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # clientContent with long histories is lar
 
 @attrs.frozen
 class EmulatorOptions:
-    """How the emulator authenticates and paces its replies."""
+    """How the emulator authenticates, paces its replies and detects speech in input audio."""
 
     #: If set, Vertex-path requests must carry ``Authorization: Bearer <token>``.
     bearer_token: str | None = None
@@ -80,6 +121,14 @@ class EmulatorOptions:
     chunk_delay: float = 0.0
     #: Milliseconds of 24 kHz PCM per ``inlineData`` chunk in AUDIO replies.
     audio_chunk_ms: int = 100
+    #: Pace AUDIO replies in real time: after each chunk, wait as long as it plays.
+    audio_realtime: bool = False
+    #: An input audio chunk is speech when the RMS of its 16-bit samples exceeds this.
+    vad_threshold: float = 500.0
+    #: Quiet audio that ends speech unless setup's ``silenceDurationMs`` says otherwise.
+    vad_silence_ms: int = 500
+    #: Speech is cut into a turn once it lasts this long (0 = no limit).
+    vad_max_speech_ms: int = 0
 
 
 _DEFAULT_OPTIONS = EmulatorOptions()

@@ -11,17 +11,23 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from .audio import InputAudio, audio_blobs, decode_data, parse_rate, transcript_text, turn_ms
+from .history import audio_turn_transcript, last_user_text, model_turn, prompt_tokens, spoken_turn
+from .setup import ResumeState, SessionConfig, parse_setup
 from .wire import (
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
     INVALID_JSON,
     NOT_FOUND,
+    Backend,
     Endpoint,
     Fault,
     ProtocolError,
+    audio_frame_seconds,
     audio_reply_frames,
     camel_key,
     cap_words,
+    chunk_text,
     count_words,
     find_faults,
     normalize,
@@ -48,71 +54,15 @@ _CLOSE_GUARD = 5.0
 _MAX_REASON_BYTES = 123  # close-frame payload limit minus the code
 
 
-@attrs.define
-class SessionConfig:
-    """The parts of ``setup`` the emulator honours (keys already camelCased)."""
-
-    model: str
-    modality: str
-    system_instruction: Any = None
-    max_output_tokens: int | None = None
-    input_transcription: bool = False
-    output_transcription: bool = False
-    # Kept verbatim for the VAD emulation of audio input, which will read it.
-    realtime_input_config: dict[str, Any] = attrs.Factory(dict)
-    resumption: dict[str, Any] | None = None
-
-
-@attrs.define
-class ResumeState:
-    """What a resumption handle restores: the logical session and its history."""
-
-    session_id: str
-    turns: int
-    history: list[dict[str, Any]]
-
-
-def parse_setup(body: Any) -> SessionConfig:
-    """Validate a normalized ``setup`` body; raise ProtocolError(1007) like the service does."""
-    if not isinstance(body, dict):
-        raise ProtocolError.of(INVALID_ARGUMENT)
-    model = body.get("model")
-    gen = body.get("generationConfig") or {}
-    if not isinstance(model, str) or not model or not isinstance(gen, dict):
-        raise ProtocolError.of(INVALID_ARGUMENT)
-    # Vertex defaults to AUDIO when absent (the SDK fills it in); the service wants exactly one.
-    modalities = gen.get("responseModalities") or ["AUDIO"]
-    if not isinstance(modalities, list) or len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
-        raise ProtocolError.of(INVALID_ARGUMENT)
-    max_tokens = gen.get("maxOutputTokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
-        raise ProtocolError.of(INVALID_ARGUMENT)
-    ric = body.get("realtimeInputConfig") or {}
-    resumption = body.get("sessionResumption")
-    if not isinstance(ric, dict) or not isinstance(resumption, dict | None):
-        raise ProtocolError.of(INVALID_ARGUMENT)
-    return SessionConfig(
-        model=model,
-        modality=modalities[0],
-        system_instruction=body.get("systemInstruction"),
-        max_output_tokens=max_tokens,
-        input_transcription=body.get("inputAudioTranscription") is not None,
-        output_transcription=body.get("outputAudioTranscription") is not None,
-        realtime_input_config=ric,
-        resumption=resumption,
-    )
-
-
-def _user_texts(content: Any) -> list[str]:
-    if not isinstance(content, dict) or content.get("role", "user") != "user":
-        return []
-    parts = content.get("parts") or []
-    return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
-
-
 @attrs.define(eq=False)
 class _Reply:
     scope: trio.CancelScope
+    # NO_INTERRUPTION: the reply this one queues behind; it starts once that one is done.
+    after: _Reply | None = None
+    # An audio turn is put into the history (and transcribed) by its reply, after any queueing,
+    # so the history keeps the order in which things were said and answered.
+    audio_turn: dict[str, Any] | None = None
+    turn_recorded: bool = False
     binary: bool = False
     finished: bool = False
     sent_text: str = ""
@@ -132,6 +82,7 @@ class Session:
         self._ws = ws
         self._endpoint = endpoint
         self._config: SessionConfig | None = None
+        self._input: InputAudio | None = None
         self._history: list[dict[str, Any]] = []
         self._session_id = ""
         self._turns = 0
@@ -199,6 +150,12 @@ class Session:
         else:
             self._session_id = self._emulator.new_session_id()
         self._config = config
+        self._input = InputAudio(
+            config.input_settings,
+            threshold=self._options.vad_threshold,
+            silence_ms=self._options.vad_silence_ms,
+            max_speech_ms=self._options.vad_max_speech_ms,
+        )
         await self._send({"setupComplete": {}})
 
     async def _on_client_content(self, body: dict[str, Any]) -> None:
@@ -209,7 +166,7 @@ class Session:
         await self._interrupt()
         self._history.extend(turns)
         if body.get("turnComplete"):
-            self._start_reply()
+            self._start_reply(last_user_text(self._history))
 
     @staticmethod
     def _valid_turn(turn: Any) -> bool:
@@ -219,56 +176,128 @@ class Session:
             and isinstance(turn.get("parts", []), list)
         )
 
+    # -- realtime input --------------------------------------------------------------------------
+
     async def _on_realtime_input(self, body: dict[str, Any]) -> None:
+        # One field per message is the norm; should several come together they are handled in
+        # this fixed order, which keeps the outcome deterministic.
+        if "activityStart" in body:
+            await self._on_activity_start()
+        for blob in audio_blobs(body):
+            await self._on_audio(blob)
+        if "activityEnd" in body:
+            await self._on_activity_end()
+        if "audioStreamEnd" in body:
+            await self._on_audio_stream_end(body["audioStreamEnd"])
         text = body.get("text")
         if isinstance(text, str):
             await self._interrupt()
             self._history.append({"role": "user", "parts": [{"text": text}]})
-            self._start_reply()
+            self._start_reply(text)
+        # video: recorded in ``received`` only.
+
+    async def _on_audio(self, blob: dict[str, Any]) -> None:
+        assert self._config is not None and self._input is not None
+        rate = parse_rate(blob.get("mimeType", "audio/pcm"))
+        if rate is None:
             return
-        self._on_realtime_media(body)
+        result = self._input.audio(decode_data(blob.get("data")), rate)
+        if result.loud and self._config.input_settings.interrupts:
+            await self._interrupt()  # barge-in
+        if result.ended_us is not None:
+            await self._end_audio_turn(result.ended_us)
 
-    def _on_realtime_media(self, body: dict[str, Any]) -> None:
-        """Audio, video, activity and stream-end signals: recorded only, nothing is generated.
+    async def _on_activity_start(self) -> None:
+        assert self._config is not None and self._input is not None
+        # The service only takes explicit activity signals with automatic detection disabled.
+        if self._input.automatic:
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        if self._input.activity_start() and self._config.input_settings.interrupts:
+            await self._interrupt()
 
-        This is the hook for voice-activity emulation, which will use
-        ``self._config.realtime_input_config``.
-        """
+    async def _on_activity_end(self) -> None:
+        assert self._input is not None
+        if self._input.automatic:
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        duration = self._input.activity_end()
+        if duration is not None:
+            await self._end_audio_turn(duration)
+
+    async def _on_audio_stream_end(self, value: Any) -> None:
+        assert self._input is not None
+        # Vertex has no audioStreamEnd (the SDK refuses to send it there); the service rejects it.
+        if self._endpoint.backend is Backend.VERTEX:
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        if value is True:
+            duration = self._input.stream_end()
+            if duration is not None:
+                await self._end_audio_turn(duration)
+
+    async def _end_audio_turn(self, duration_us: int) -> None:
+        assert self._config is not None
+        ms = turn_ms(duration_us)
+        transcript = transcript_text(ms)
+        after = None
+        if self._config.input_settings.interrupts:
+            await self._interrupt()
+        elif self._reply is not None and not self._reply.done.is_set():
+            after = self._reply
+        self._start_reply(transcript, audio_turn=spoken_turn(ms, transcript), after=after)
 
     # -- replies -------------------------------------------------------------------------------
 
-    def _last_user_text(self) -> str:
-        for content in reversed(self._history):
-            texts = _user_texts(content)
-            if texts:
-                return " ".join(texts)
-        return ""
-
-    def _start_reply(self) -> None:
+    def _start_reply(
+        self, user_text: str, *, audio_turn: dict[str, Any] | None = None, after: _Reply | None = None
+    ) -> None:
         assert self._nursery is not None
-        reply = _Reply(scope=trio.CancelScope())
+        reply = _Reply(scope=trio.CancelScope(), after=after, audio_turn=audio_turn)
         self._reply = reply
-        self._nursery.start_soon(self._run_reply, reply, self._last_user_text())
+        self._nursery.start_soon(self._run_reply, reply, user_text)
 
     async def _interrupt(self) -> None:
+        """Stop the streaming reply and any queued behind it; say so if one had not finished."""
+        pending: list[_Reply] = []
         reply = self._reply
-        if reply is None or reply.done.is_set():
+        while reply is not None and not reply.done.is_set():
+            pending.append(reply)
+            reply = reply.after
+        if not pending:
             return
-        reply.scope.cancel()
-        await reply.done.wait()
-        if not reply.finished:
-            await self._send({"serverContent": {"interrupted": True}}, binary=reply.binary)
+        for reply in pending:
+            reply.scope.cancel()
+        for reply in pending:
+            await reply.done.wait()
+        if not all(reply.finished for reply in pending):
+            await self._send({"serverContent": {"interrupted": True}}, binary=pending[-1].binary)
 
     async def _run_reply(self, reply: _Reply, user_text: str) -> None:
         try:
             with reply.scope:
+                if reply.after is not None:
+                    await reply.after.done.wait()
+                await self._record_audio_turn(reply)
                 await self._stream_reply(reply, user_text)
+            # Cancelled while queued: the user still spoke, so the turn is kept and transcribed.
+            await self._record_audio_turn(reply)
         except ConnectionClosed:
             pass
         finally:
+            reply.after = None
             if reply.sent_text:
-                self._history.append({"role": "model", "parts": [{"text": reply.sent_text}]})
+                self._history.append(model_turn(reply.sent_text))
             reply.done.set()
+
+    async def _record_audio_turn(self, reply: _Reply) -> None:
+        assert self._config is not None
+        if reply.audio_turn is None or reply.turn_recorded:
+            return
+        reply.turn_recorded = True
+        self._history.append(reply.audio_turn)
+        if self._config.input_transcription:
+            # Sends are shielded, so the whole transcript goes out even for a cancelled reply.
+            for piece in chunk_text(audio_turn_transcript(reply.audio_turn), self._options.chunk_words):
+                await self._send({"serverContent": {"inputTranscription": {"text": piece}}})
+            await self._send({"serverContent": {"inputTranscription": {"finished": True}}})
 
     async def _stream_reply(self, reply: _Reply, user_text: str) -> None:
         assert self._config is not None
@@ -284,49 +313,57 @@ class Session:
         if Fault.GOAWAY in faults:
             await self._send({"goAway": {"timeLeft": "50s"}}, binary=reply.binary)
         text = cap_words(f"Echo: {user_text}", self._config.max_output_tokens)
-        first = True
+        wait: float | None = None  # None before the first frame
         for message, covered in self._reply_frames(text):
-            if not first:
-                if delay > 0:
-                    await trio.sleep(delay)
+            if wait is not None:
+                if wait > 0:
+                    await trio.sleep(wait)
                 else:
                     await trio.lowlevel.checkpoint_if_cancelled()
-            first = False
             await self._send(message, binary=reply.binary)
             reply.sent_text += covered
             if Fault.MID_1011 in faults:
                 await self._close(*INTERNAL_ERROR)
                 return
+            wait = self._pause_after(message, delay)
         # From here on nothing yields to cancellation: a reply whose generation completed is
         # never reported as interrupted.
         reply.finished = True
         await self._send({"serverContent": {"generationComplete": True}}, binary=reply.binary)
-        usage = usage_metadata(self._endpoint.backend, self._prompt_tokens(), count_words(text), self._config.modality)
+        text_tokens, audio_prompt_tokens = prompt_tokens(self._history)
+        usage = usage_metadata(
+            self._endpoint.backend, text_tokens, count_words(text), self._config.modality, audio_prompt_tokens
+        )
         await self._send({"serverContent": {"turnComplete": True}, "usageMetadata": usage}, binary=reply.binary)
         self._turns += 1
         if self._config.resumption is not None:
             handle = f"{self._session_id}-h{self._turns}"
             self._emulator.remember(
                 handle,
-                ResumeState(self._session_id, self._turns, [*self._history, self._model_turn(reply)]),
+                ResumeState(self._session_id, self._turns, [*self._history, model_turn(reply.sent_text)]),
             )
             update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
             await self._send(update, binary=reply.binary)
 
-    @staticmethod
-    def _model_turn(reply: _Reply) -> dict[str, Any]:
-        return {"role": "model", "parts": [{"text": reply.sent_text}]}
+    def _pause_after(self, message: dict[str, Any], delay: float) -> float:
+        """How long to wait after sending a reply frame before the next one."""
+        if "outputTranscription" in message["serverContent"]:
+            return 0.0  # a transcription piece goes out together with the audio chunk after it
+        if self._options.audio_realtime:
+            return max(delay, audio_frame_seconds(message))
+        return delay
 
     def _reply_frames(self, text: str) -> Iterator[tuple[dict[str, Any], str]]:
         assert self._config is not None
         if self._config.modality == "TEXT":
             return text_reply_frames(text, self._options.chunk_words)
         return audio_reply_frames(
-            text, self._options.chunk_words, self._options.audio_chunk_ms, self._config.output_transcription
+            text,
+            self._options.chunk_words,
+            self._options.audio_chunk_ms,
+            self._config.output_transcription,
+            self._config.tone_hz,
         )
-
-    def _prompt_tokens(self) -> int:
-        return sum(count_words(text) for content in self._history for text in _user_texts(content))
 
     # -- I/O -----------------------------------------------------------------------------------
 

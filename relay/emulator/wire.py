@@ -11,7 +11,9 @@ import enum
 import math
 import re
 import struct
+import zlib
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,16 +21,19 @@ import attrs
 
 __all__ = [
     "AUDIO_MIME_TYPE",
+    "DEFAULT_TONE_HZ",
     "INTERNAL_ERROR",
     "INVALID_ARGUMENT",
     "INVALID_JSON",
     "MS_PER_WORD",
     "NOT_FOUND",
     "SAMPLE_RATE",
+    "VOICE_TONES",
     "Backend",
     "Endpoint",
     "Fault",
     "ProtocolError",
+    "audio_frame_seconds",
     "audio_reply_frames",
     "camel_key",
     "cap_words",
@@ -41,6 +46,7 @@ __all__ = [
     "text_reply_frames",
     "tone_pcm",
     "usage_metadata",
+    "voice_tone_hz",
 ]
 
 # Close codes and reasons copied from what the real services send (protocols.md 2.6), so that
@@ -54,8 +60,22 @@ SAMPLE_RATE = 24_000
 AUDIO_MIME_TYPE = f"audio/pcm;rate={SAMPLE_RATE}"
 MS_PER_WORD = 60
 SAMPLES_PER_WORD = SAMPLE_RATE * MS_PER_WORD // 1000
-_TONE_HZ = 440
+DEFAULT_TONE_HZ = 440
 _AMPLITUDE = 8000
+
+# Prebuilt voice -> reply tone, so a test can tell from the audio alone which voice applied. The
+# names are the voices the relay maps OpenAI voices to; matching is case-insensitive.
+VOICE_TONES = {
+    "puck": 520,
+    "charon": 600,
+    "kore": 660,
+    "fenrir": 720,
+    "aoede": 780,
+    "leda": 840,
+    "orus": 900,
+    "zephyr": 960,
+}
+_OTHER_TONES = sorted(set(VOICE_TONES.values()))
 
 
 class ProtocolError(Exception):
@@ -187,23 +207,37 @@ def chunk_text(text: str, words_per_chunk: int) -> list[str]:
     return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
-# 440 Hz at 24 kHz repeats exactly every 600 samples (11 cycles), so one table gives a
-# phase-continuous tone for any offset.
-_PERIOD = SAMPLE_RATE // math.gcd(SAMPLE_RATE, _TONE_HZ)
-_TABLE = struct.pack(
-    f"<{_PERIOD}h",
-    *(round(_AMPLITUDE * math.sin(2 * math.pi * _TONE_HZ * n / SAMPLE_RATE)) for n in range(_PERIOD)),
-)
+def voice_tone_hz(voice: str | None) -> int:
+    """The reply tone for a prebuilt voice name: 440 Hz without a voice, ``VOICE_TONES`` for known
+    names, and for any other name ``sorted(VOICE_TONES.values())[crc32(name.lower()) % 8]``."""
+    if not voice:
+        return DEFAULT_TONE_HZ
+    key = voice.lower()
+    if key in VOICE_TONES:
+        return VOICE_TONES[key]
+    return _OTHER_TONES[zlib.crc32(key.encode()) % len(_OTHER_TONES)]
 
 
-def tone_pcm(start_sample: int, count: int) -> bytes:
+@lru_cache(maxsize=32)
+def _tone_table(hz: int) -> tuple[int, bytes]:
+    # An integer frequency at 24 kHz repeats exactly every SAMPLE_RATE / gcd samples (600 for
+    # 440 Hz: 11 cycles), so one period gives a phase-continuous tone for any offset.
+    period = SAMPLE_RATE // math.gcd(SAMPLE_RATE, hz)
+    table = struct.pack(
+        f"<{period}h", *(round(_AMPLITUDE * math.sin(2 * math.pi * hz * n / SAMPLE_RATE)) for n in range(period))
+    )
+    return period, table
+
+
+def tone_pcm(start_sample: int, count: int, hz: int = DEFAULT_TONE_HZ) -> bytes:
     """``count`` samples of the reply tone (16-bit LE mono, 24 kHz) starting at ``start_sample``."""
+    period, table = _tone_table(hz)
     out = bytearray()
-    pos = start_sample % _PERIOD
+    pos = start_sample % period
     remaining = count
     while remaining > 0:
-        take = min(_PERIOD - pos, remaining)
-        out += _TABLE[pos * 2 : (pos + take) * 2]
+        take = min(period - pos, remaining)
+        out += table[pos * 2 : (pos + take) * 2]
         remaining -= take
         pos = 0
     return bytes(out)
@@ -216,7 +250,7 @@ def text_reply_frames(reply: str, words_per_chunk: int) -> Iterator[tuple[dict[s
 
 
 def audio_reply_frames(
-    reply: str, words_per_chunk: int, chunk_ms: int, transcribe: bool
+    reply: str, words_per_chunk: int, chunk_ms: int, transcribe: bool, hz: int = DEFAULT_TONE_HZ
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """AUDIO-modality reply messages, each paired with the reply text it covers.
 
@@ -242,18 +276,37 @@ def audio_reply_frames(
                 yield {"serverContent": {"outputTranscription": {"text": piece}}}, piece
             else:
                 carried += piece
-        data = base64.b64encode(tone_pcm(start, min(step, total - start))).decode("ascii")
+        data = base64.b64encode(tone_pcm(start, min(step, total - start), hz)).decode("ascii")
         part = {"inlineData": {"mimeType": AUDIO_MIME_TYPE, "data": data}}
         yield {"serverContent": {"modelTurn": {"role": "model", "parts": [part]}}}, carried
 
 
-def usage_metadata(backend: Backend, prompt_tokens: int, reply_tokens: int, modality: str) -> dict[str, Any]:
-    """``usageMetadata`` in the backend's own spelling (Vertex says candidates*, AI Studio response*)."""
+def audio_frame_seconds(message: dict[str, Any]) -> float:
+    """Playback time of the reply audio in a server message (0 if it carries none)."""
+    parts = message.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    size = sum(len(base64.b64decode(p["inlineData"]["data"])) for p in parts if "inlineData" in p)
+    return size / 2 / SAMPLE_RATE
+
+
+def usage_metadata(
+    backend: Backend, prompt_tokens: int, reply_tokens: int, modality: str, audio_prompt_tokens: int = 0
+) -> dict[str, Any]:
+    """``usageMetadata`` in the backend's own spelling (Vertex says candidates*, AI Studio response*).
+
+    ``prompt_tokens`` counts TEXT input and ``audio_prompt_tokens`` AUDIO input; the prompt details
+    list AUDIO only when there is some, and TEXT unless the prompt is audio only.
+    """
     out = "candidates" if backend is Backend.VERTEX else "response"
+    details = []
+    if prompt_tokens or not audio_prompt_tokens:
+        details.append({"modality": "TEXT", "tokenCount": prompt_tokens})
+    if audio_prompt_tokens:
+        details.append({"modality": "AUDIO", "tokenCount": audio_prompt_tokens})
+    prompt_total = prompt_tokens + audio_prompt_tokens
     return {
-        "promptTokenCount": prompt_tokens,
+        "promptTokenCount": prompt_total,
         f"{out}TokenCount": reply_tokens,
-        "totalTokenCount": prompt_tokens + reply_tokens,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+        "totalTokenCount": prompt_total + reply_tokens,
+        "promptTokensDetails": details,
         f"{out}TokensDetails": [{"modality": modality, "tokenCount": reply_tokens}],
     }

@@ -1,0 +1,88 @@
+"""The ``setup`` message of the Gemini Live emulator: what it honours and how it validates it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .audio import InputSettings, parse_input_settings
+from .wire import INVALID_ARGUMENT, ProtocolError, voice_tone_hz
+
+__all__ = ["ResumeState", "SessionConfig", "parse_setup"]
+
+
+@attrs.define
+class SessionConfig:
+    """The parts of ``setup`` the emulator honours (keys already camelCased)."""
+
+    model: str
+    modality: str
+    system_instruction: Any = None
+    max_output_tokens: int | None = None
+    input_transcription: bool = False
+    output_transcription: bool = False
+    # Kept verbatim as well as parsed, for anything that wants to look at the raw request.
+    realtime_input_config: dict[str, Any] = attrs.Factory(dict)
+    input_settings: InputSettings = attrs.Factory(InputSettings)
+    voice: str | None = None
+    tone_hz: int = voice_tone_hz(None)
+    resumption: dict[str, Any] | None = None
+
+
+@attrs.define
+class ResumeState:
+    """What a resumption handle restores: the logical session and its history."""
+
+    session_id: str
+    turns: int
+    history: list[dict[str, Any]]
+
+
+def _dig(body: dict[str, Any], *keys: str) -> Any:
+    """The value at a nested path, None where it stops; a non-object on the way is a 1007."""
+    value: Any = body
+    for key in keys:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        value = value.get(key)
+    return value
+
+
+def parse_setup(body: Any) -> SessionConfig:
+    """Validate a normalized ``setup`` body; raise ProtocolError(1007) like the service does."""
+    if not isinstance(body, dict):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    model = body.get("model")
+    gen = body.get("generationConfig") or {}
+    if not isinstance(model, str) or not model or not isinstance(gen, dict):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    # Vertex defaults to AUDIO when absent (the SDK fills it in); the service wants exactly one.
+    modalities = gen.get("responseModalities") or ["AUDIO"]
+    if not isinstance(modalities, list) or len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    max_tokens = gen.get("maxOutputTokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    ric = body.get("realtimeInputConfig") or {}
+    resumption = body.get("sessionResumption")
+    if not isinstance(ric, dict) or not isinstance(resumption, dict | None):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    voice = _dig(gen, "speechConfig", "voiceConfig", "prebuiltVoiceConfig", "voiceName")
+    if not isinstance(voice, str | None):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    return SessionConfig(
+        model=model,
+        modality=modalities[0],
+        system_instruction=body.get("systemInstruction"),
+        max_output_tokens=max_tokens,
+        input_transcription=body.get("inputAudioTranscription") is not None,
+        output_transcription=body.get("outputAudioTranscription") is not None,
+        realtime_input_config=ric,
+        input_settings=parse_input_settings(ric),
+        voice=voice,
+        tone_hz=voice_tone_hz(voice),
+        resumption=resumption,
+    )
