@@ -1,4 +1,4 @@
-"""`python -m relay serve|emulator`: a thin front over the server and the emulator."""
+"""`python -m relay serve|emulator|bench`: a thin front over the server, the emulator and the benchmarks."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ async def _serve(config: Config | None, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # The benchmark has its own sub-commands and options; imported only when asked for.
+        from relay.bench.cli import main as bench_main
+
+        return bench_main(argv[1:], prog="relay bench")
     parser = argparse.ArgumentParser(prog="relay", description="OpenAI Realtime API in front of Gemini Live.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the relay")
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     emu.add_argument("--bearer-token", help="require this Bearer token on Vertex paths")
     emu.add_argument("--api-key", help="require this API key on AI Studio paths")
     emu.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    emu.add_argument("--echo-audio", action="store_true", help="benchmark mode: send input audio chunks straight back")
+    # Listed for --help only: main() hands "bench ..." to relay.bench before parsing.
+    sub.add_parser("bench", help="run a benchmark (python -m relay bench --help)", add_help=False)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("RELAY_LOG_LEVEL", "INFO").upper(),
@@ -65,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "emulator":
             options = EmulatorOptions(
-                bearer_token=args.bearer_token, api_key=args.api_key, chunk_delay=args.chunk_delay
+                bearer_token=args.bearer_token,
+                api_key=args.api_key,
+                chunk_delay=args.chunk_delay,
+                echo_audio=args.echo_audio,
             )
             trio.run(run_emulator, args.host, args.port, options)
             return 0

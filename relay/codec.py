@@ -109,23 +109,29 @@ def structure_client_event(data: dict[str, Any]) -> oa.ClientEvent:
         raise _error_from_cattrs(exc, kind) from None
 
 
+def _make_client_writer() -> cattrs.Converter:
+    # Fields left at their default (None) are left out; values inside free-form payloads such as a
+    # session patch's `turn_detection: null` are data and stay.
+    conv = make_converter(omit_if_default=True)
+    conv.register_unstructure_hook(
+        oa.ContentPart, make_dict_unstructure_fn(oa.ContentPart, conv, _cattrs_omit_if_default=True,
+                                                 audio_ms=override(omit=True), type=override(omit_if_default=False))
+    )
+    conv.register_unstructure_hook(
+        oa.Item, make_dict_unstructure_fn(oa.Item, conv, _cattrs_omit_if_default=True,
+                                          type=override(omit_if_default=False))
+    )
+    return conv
+
+
+_client_writer = _make_client_writer()
+
+
 def unstructure_client_event(event: oa.ClientEvent) -> dict[str, Any]:
     """The inverse of `structure_client_event` (for round-trip properties and test clients)."""
-    out = _client.unstructure(event)
-    _drop_none(out)
+    out = _client_writer.unstructure(event)
     out["type"] = event.TYPE
     return out
-
-
-def _drop_none(d: Any) -> None:
-    if isinstance(d, dict):
-        for key in [k for k, v in d.items() if v is None]:
-            del d[key]
-        for v in d.values():
-            _drop_none(v)
-    elif isinstance(d, list):
-        for v in d:
-            _drop_none(v)
 
 
 # ---------------------------------------------------------------- writing server events

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vad-threshold", type=float, default=500.0, help="RMS above which input audio is speech")
     parser.add_argument("--vad-silence-ms", type=int, default=500, help="silence that ends speech")
     parser.add_argument("--vad-max-speech-ms", type=int, default=0, help="cut longer speech into turns (0 = off)")
+    parser.add_argument(
+        "--echo-audio", action="store_true", help="benchmark mode: send every input audio chunk straight back"
+    )
     args = parser.parse_args(argv)
     options = EmulatorOptions(
         bearer_token=args.bearer_token,
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         vad_threshold=args.vad_threshold,
         vad_silence_ms=args.vad_silence_ms,
         vad_max_speech_ms=args.vad_max_speech_ms,
+        echo_audio=args.echo_audio,
     )
     try:
         trio.run(partial(run_emulator, args.host, args.port, options))

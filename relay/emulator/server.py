@@ -39,6 +39,14 @@ Session behaviour:
 * Any ``clientContent`` or ``realtimeInput.text`` arriving while a reply streams stops it and
   sends ``{"serverContent": {"interrupted": true}}`` before anything else.
 
+Echo mode (``EmulatorOptions.echo_audio``, the benchmark upstream): every ``realtimeInput`` audio
+chunk (``audio`` or ``mediaChunks``, ``audio/pcm`` only) after setup goes straight back as
+``{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": M, "data": D}}]}}}`` with
+the chunk's own mimeType and base64 string. There is no activity detection, no barge-in and no
+reply to audio (``activityStart``/``activityEnd`` are accepted in manual mode but end no turn), and
+no ``turnComplete`` follows; text turns are answered as usual. Echoed audio messages are not kept
+in ``Emulator.received``, since a benchmark streams tens of thousands of them.
+
 Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChunks``):
 
 * ``audio/pcm;rate=N`` is 16-bit little-endian mono PCM at N Hz (16000 without ``rate``); other
@@ -129,6 +137,9 @@ class EmulatorOptions:
     vad_silence_ms: int = 500
     #: Speech is cut into a turn once it lasts this long (0 = no limit).
     vad_max_speech_ms: int = 0
+    #: Benchmark mode: send every input audio chunk straight back as a ``modelTurn`` ``inlineData``
+    #: part (same mimeType, same base64 string) instead of detecting speech and answering turns.
+    echo_audio: bool = False
 
 
 _DEFAULT_OPTIONS = EmulatorOptions()

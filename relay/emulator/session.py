@@ -111,7 +111,9 @@ class Session:
             raise ProtocolError.of(INVALID_JSON) from None
         if not isinstance(message, dict):
             raise ProtocolError.of(INVALID_JSON)
-        self._emulator.received.append(message)
+        # A benchmark's audio stream would grow this list (and the GC's work) without bound.
+        if not (self._options.echo_audio and _is_audio_input(message)):
+            self._emulator.received.append(message)
         return message
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
@@ -198,8 +200,17 @@ class Session:
 
     async def _on_audio(self, blob: dict[str, Any]) -> None:
         assert self._config is not None and self._input is not None
-        rate = parse_rate(blob.get("mimeType", "audio/pcm"))
+        mime_type = blob.get("mimeType", "audio/pcm")
+        rate = parse_rate(mime_type)
         if rate is None:
+            return
+        if self._options.echo_audio:
+            # Validated like any chunk (bad base64 still closes 1007), then returned untouched so a
+            # client can match the echo to what it sent by the string alone.
+            data = blob.get("data")
+            decode_data(data)
+            part = {"inlineData": {"mimeType": mime_type, "data": data}}
+            await self._send({"serverContent": {"modelTurn": {"parts": [part]}}})
             return
         result = self._input.audio(decode_data(blob.get("data")), rate)
         if result.loud and self._config.input_settings.interrupts:
@@ -235,6 +246,8 @@ class Session:
 
     async def _end_audio_turn(self, duration_us: int) -> None:
         assert self._config is not None
+        if self._options.echo_audio:
+            return  # echo mode never answers audio (an activityEnd in manual mode lands here)
         ms = turn_ms(duration_us)
         transcript = transcript_text(ms)
         after = None
@@ -383,6 +396,12 @@ class Session:
         reason_bytes = reason.encode()[:_MAX_REASON_BYTES]
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_GUARD):
             await self._ws.aclose(code, reason_bytes.decode(errors="ignore"))
+
+
+def _is_audio_input(message: dict[str, Any]) -> bool:
+    """A ``realtimeInput`` message carrying nothing but audio (what echo mode sends back)."""
+    body = message.get("realtimeInput", message.get("realtime_input"))
+    return isinstance(body, dict) and body.keys() <= {"audio", "mediaChunks", "media_chunks"}
 
 
 __all__ = ["ResumeState", "Session", "SessionConfig", "parse_setup"]

@@ -37,6 +37,9 @@ class AudioInput:
     """Mixin of `Translator`: input_audio_buffer.* handlers and the user side of an audio turn."""
 
     def _manual_turns(self) -> bool:
+        # Once setup is sent, Gemini's turn mode is fixed until the next upstream connection.
+        if self._upstream_manual is not None:
+            return self._upstream_manual
         return self.session.turn_detection is None
 
     def _on_InputAudioBufferAppend(self, ev: oa.InputAudioBufferAppend) -> None:
@@ -72,9 +75,7 @@ class AudioInput:
                 "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, "
                 f"but buffer only has {a.buffer_ms:.2f}ms of audio.",
             )
-        if not self._manual_turns() and a.speech_item is None:
-            # A manual commit in VAD mode: Gemini decides turns itself; nothing to send upstream.
-            pass
+        # Under VAD Gemini decides turns itself: a commit only closes the item on our side.
         self._commit_audio_item()
 
     def _on_InputAudioBufferClear(self, ev: oa.InputAudioBufferClear) -> None:
@@ -128,6 +129,14 @@ class AudioInput:
         assert a.speech_item is not None
         self._emit(oa.SpeechStopped(int(a.total_ms), a.speech_item))
         self._commit_audio_item()
+
+    def _reset_input_audio(self) -> None:
+        """The upstream connection is gone, and with it any audio it had not answered."""
+        a = self._audio
+        a.activity_open = False
+        a.buffer_ms = 0.0
+        a.speech_item = None
+        self._finish_transcript()
 
     def _end_manual_activity(self) -> None:
         a = self._audio

@@ -18,6 +18,14 @@ class Responding:
 
     def _on_ResponseCreate(self, ev: oa.ResponseCreate) -> None:
         params = ev.response or {}
+        metadata = params.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
+            raise ClientError(
+                "invalid_type", "Invalid type for 'response.metadata': expected a map of strings to strings.",
+                "response.metadata",
+            )
         if self._response is not None and not self._response.finished:
             raise ClientError(
                 "conversation_already_has_active_response",
@@ -43,6 +51,8 @@ class Responding:
         self._request_response(params)
 
     def _request_response(self, params: dict[str, Any]) -> None:
+        # A response.create held for the first input is answered by whichever response comes first.
+        self._held = None
         if self._discarding:
             self._queued_request = params
             return

@@ -49,6 +49,7 @@ class Translator(Conversation, Responding, AudioInput):
         # upstream
         self._upstream = UPSTREAM_NONE
         self._upstream_modality = "TEXT"
+        self._upstream_manual: bool | None = None  # turn mode fixed by the current upstream's setup
         self._queued: list[dict[str, Any]] = []
         self._pending_turns: list[dict[str, Any]] = []
         self._system_notes: list[str] = []
@@ -148,6 +149,7 @@ class Translator(Conversation, Responding, AudioInput):
             except ClientError:
                 pass
         self._upstream_modality = upstream_modality(cfg.modalities, self._caps)
+        self._upstream_manual = cfg.turn_detection is None
         self._out.connect = Connect(build_setup(cfg, self._caps, self._system_notes))
 
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
@@ -159,6 +161,8 @@ class Translator(Conversation, Responding, AudioInput):
         self._queued_request = None
         # The next thing that needs the model opens a fresh upstream and replays the conversation.
         self._upstream = UPSTREAM_NONE
+        self._upstream_manual = None
+        self._reset_input_audio()
         self._queued.clear()
         self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
 

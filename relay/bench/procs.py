@@ -1,0 +1,241 @@
+"""The processes under test: the emulator and the relay as children, CPU pinning and /proc sampling.
+
+Both run exactly as an operator would run them (`python -m relay ...`), each in its own process, so
+the relay's CPU and memory can be read from /proc without the load generators or the emulator
+mixed in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+
+# Printed by `python -m relay emulator` and `python -m relay serve` once they listen.
+_EMULATOR_READY = re.compile(r"emulator listening on ws://[^:\s]+:(\d+)")
+_RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 5.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@attrs.frozen
+class Pinning:
+    """Which CPUs the relay and everything else (emulator, load generators, coordinator) run on."""
+
+    relay: frozenset[int] | None
+    others: frozenset[int] | None
+    note: str
+
+    @property
+    def active(self) -> bool:
+        return self.relay is not None
+
+
+def plan_pinning() -> Pinning:
+    """The relay gets the first usable CPU to itself, so its CPU figure is per core; the rest share the others."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError) as exc:  # not Linux
+        return Pinning(None, None, f"not pinned: sched_getaffinity unavailable ({exc})")
+    if len(cpus) < 2:
+        return Pinning(None, None, f"not pinned: only {len(cpus)} usable CPU; relay shares it with the load")
+    relay = frozenset(cpus[:1])
+    others = frozenset(cpus[1:])
+    return Pinning(relay, others, f"relay pinned to CPU {cpus[0]}; emulator and load generators to CPU "
+                                  f"{','.join(map(str, sorted(others)))}")
+
+
+def pin(pid: int, cpus: frozenset[int] | None) -> str | None:
+    """Pin every thread of `pid` (threads that already exist do not inherit a later mask); None or an error."""
+    if cpus is None:
+        return None
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")] if pid else [0]
+    except OSError:
+        tids = [pid]
+    try:
+        for tid in tids:
+            os.sched_setaffinity(tid, cpus)
+    except OSError as exc:
+        return f"pinning pid {pid} failed: {exc}"
+    return None
+
+
+@attrs.frozen
+class ProcSample:
+    """CPU seconds (user + system) and resident memory of a process at one moment."""
+
+    at: float
+    cpu_s: float
+    rss_kib: int
+
+
+def sample(pid: int) -> ProcSample:
+    """Read /proc/<pid>/stat (utime, stime) and /proc/<pid>/status (VmRSS)."""
+    now = time.monotonic()
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    # The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    rss = 0
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmRSS:"):
+                rss = int(line.split()[1])
+                break
+    return ProcSample(now, cpu_s, rss)
+
+
+def cpu_percent(start: ProcSample, end: ProcSample) -> float:
+    wall = end.at - start.at
+    return 100.0 * (end.cpu_s - start.cpu_s) / wall if wall > 0 else 0.0
+
+
+class Child:
+    """A `python -m relay ...` child whose stdout and stderr go to a log file, read for its ready line."""
+
+    def __init__(self, name: str, args: list[str], ready: re.Pattern[str], env: dict[str, str], logdir: Path) -> None:
+        self.name = name
+        self.log_path = logdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # closed in stop()
+        # A file, not a pipe: nobody has to keep draining it, so a chatty child can never block on a full pipe.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self._ready = ready
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = _START_TIMEOUT) -> int:
+        """Block until the child announces its port; raise with its log if it exits or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = self._ready.search(self.log_path.read_text(errors="replace"))
+            if match:
+                self.port = int(match.group(1))
+                return self.port
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start (exit {self.proc.poll()}):\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then kill. Not SIGINT: the relay takes its full close timeout (5 s) to end a session whose
+        upstream socket is still open, and a benchmark child has nothing worth a graceful shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def relay_config(emulator_port: int) -> str:
+    """One Vertex model on the emulator, without Google credentials."""
+    return (
+        "model_list:\n"
+        "  - model_name: bench\n"
+        "    litellm_params:\n"
+        "      model: vertex_ai/gemini-2.0-flash-live-preview-04-09\n"
+        f"      api_base: ws://127.0.0.1:{emulator_port}\n"
+        "      upstream_auth: none\n"
+        "      vertex_project: bench\n"
+    )
+
+
+class Stack:
+    """The emulator (echo mode) and the relay in front of it, pinned as planned; a context manager."""
+
+    def __init__(self, key: str, pinning: Pinning) -> None:
+        self.key = key
+        self.pinning = pinning
+        self.notes: list[str] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="relay-bench-")
+        self.logdir = Path(self._tmp.name)
+        self.emulator: Child | None = None
+        self.relay: Child | None = None
+        self.relay_idle: ProcSample | None = None
+
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        self.emulator = Child(
+            "emulator", ["emulator", "--echo-audio", "--host", "127.0.0.1", "--port", "0"],
+            _EMULATOR_READY, env, self.logdir,
+        )
+        self._pin(self.emulator.pid, self.pinning.others)
+        self.emulator.wait_ready()
+        config = self.logdir / "relay.yaml"
+        config.write_text(relay_config(self.emulator.port))
+        # The key comes from the environment, as in a deployment without a master_key in the file.
+        env["RELAY_MASTER_KEY"] = self.key
+        self.relay = Child(
+            "relay", ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
+            _RELAY_READY, env, self.logdir,
+        )
+        self._pin(self.relay.pid, self.pinning.relay)
+        self.relay.wait_ready()
+        # Again now that it runs: any thread it started since inherited nothing from the first call.
+        self._pin(self.relay.pid, self.pinning.relay)
+        self._pin(self.emulator.pid, self.pinning.others)
+        self.relay_idle = sample(self.relay.pid)
+
+    def _pin(self, pid: int, cpus: frozenset[int] | None) -> None:
+        error = pin(pid, cpus)
+        if error and error not in self.notes:
+            self.notes.append(error)
+
+    @property
+    def relay_url(self) -> str:
+        assert self.relay is not None
+        return f"ws://127.0.0.1:{self.relay.port}/v1/realtime?model=bench"
+
+    @property
+    def direct_url(self) -> str:
+        assert self.emulator is not None
+        return f"ws://127.0.0.1:{self.emulator.port}/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+
+    def check_alive(self) -> None:
+        for child in (self.emulator, self.relay):
+            if child is not None and child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.log_tail()}")
+
+    def close(self) -> None:
+        for child in (self.relay, self.emulator):
+            if child is not None:
+                child.stop()
+        self._tmp.cleanup()
