@@ -303,87 +303,65 @@ class OutputItemDone:
 
 
 @attrs.frozen
-class ContentPartAdded:
+class _PartEvent:
+    """Fields shared by every event about one content part of one response item."""
+
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+
+
+@attrs.frozen
+class ContentPartAdded(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.content_part.added", "response.content_part.added")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     part: ContentPart
 
 
 @attrs.frozen
-class ContentPartDone:
+class ContentPartDone(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.content_part.done", "response.content_part.done")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     part: ContentPart
 
 
 @attrs.frozen
-class TextDelta:
+class TextDelta(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.text.delta", "response.output_text.delta")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     delta: str
 
 
 @attrs.frozen
-class TextDone:
+class TextDone(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.text.done", "response.output_text.done")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     text: str
 
 
 @attrs.frozen
-class AudioDelta:
+class AudioDelta(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.audio.delta", "response.output_audio.delta")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     delta: str
 
 
 @attrs.frozen
-class AudioDone:
+class AudioDone(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = ("response.audio.done", "response.output_audio.done")
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
 
 
 @attrs.frozen
-class AudioTranscriptDelta:
+class AudioTranscriptDelta(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = (
         "response.audio_transcript.delta",
         "response.output_audio_transcript.delta",
     )
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     delta: str
 
 
 @attrs.frozen
-class AudioTranscriptDone:
+class AudioTranscriptDone(_PartEvent):
     WIRE: ClassVar[tuple[str | None, str | None]] = (
         "response.audio_transcript.done",
         "response.output_audio_transcript.done",
     )
-    response_id: str
-    item_id: str
-    output_index: int
-    content_index: int
     transcript: str
 
 
