@@ -94,7 +94,7 @@ class AudioInput:
     def _commit_audio_item(self) -> str:
         """input_audio_buffer.committed and the user item for the buffered audio."""
         a = self._audio
-        item_id = a.speech_item or self._ids("item_")
+        item_id = a.speech_item or self._items.new_id(self._ids)
         previous = self._items.last_id()
         part = oa.ContentPart(type="input_audio", transcript=None)
         part.audio_ms = a.buffer_ms
@@ -117,7 +117,7 @@ class AudioInput:
         a = self._audio
         if self._manual_turns() or a.speech_item is not None or a.buffer_ms == 0:
             return
-        a.speech_item = self._ids("item_")
+        a.speech_item = self._items.new_id(self._ids)
         self._emit(oa.SpeechStarted(int(a.buffer_start_ms), a.speech_item))
 
     def _vad_turn_ended(self) -> None:

@@ -42,7 +42,7 @@ class Conversation:
             # Gemini's context is append-only; say so instead of silently reordering.
             log.info("previous_item_id %r ignored: items are appended", ev.previous_item_id)
         if item.id is None:
-            item.id = self._ids("item_")
+            item.id = self._items.new_id(self._ids)
         elif self._items.get(item.id) is not None:
             raise ClientError("duplicate_item_id", f"Item with id '{item.id}' already exists.", "item.id")
         item.object = "realtime.item"

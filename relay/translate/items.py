@@ -4,6 +4,7 @@ replay history to a fresh upstream connection.  Gemini keeps no addressable item
 from __future__ import annotations
 
 from relay.events import openai as oa
+from relay.ids import IdFactory
 
 
 class ItemStore:
@@ -13,6 +14,13 @@ class ItemStore:
     def add(self, item: oa.Item) -> None:
         assert item.id is not None
         self._items[item.id] = item
+
+    def new_id(self, ids: IdFactory) -> str:
+        """A fresh item id: clients may choose ids of the relay's own pattern, so skip taken ones."""
+        while True:
+            item_id = ids("item_")
+            if item_id not in self._items:
+                return item_id
 
     def get(self, item_id: str) -> oa.Item | None:
         return self._items.get(item_id)

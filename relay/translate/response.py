@@ -57,7 +57,7 @@ class ResponseBuilder:
             return self._item, self._part
         r = self.response
         item = oa.Item(
-            type="message", id=self._ids("item_"), object="realtime.item", status="in_progress",
+            type="message", id=self._items.new_id(self._ids), object="realtime.item", status="in_progress",
             role="assistant", content=[],
         )
         previous = self._items.last_id()

@@ -1,0 +1,191 @@
+"""Whole sessions through one sans-IO Translator, driven by a hypothesis state machine.
+
+`ClientSide` (machine.py) plays the OpenAI client, beta, GA or undecided until its first event; this
+subclass plays Gemini: setupComplete, model text and audio, transcriptions, turnComplete with usage,
+interruptions, closes and failures, and whole turns end to end.  Every step's Output is checked by
+`Checker` (checker.py); rules check what their input must produce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from conformance import frames as fr
+from conformance import strategies as cs
+from conformance.checker import name_of
+from conformance.frames import deltas, response_side, speaks, types
+from conformance.machine import ClientSide
+from relay.events import gemini as gm
+
+ready = precondition(lambda self: self.check.upstream == "ready")
+
+
+class TranslatorMachine(ClientSide):
+    """`ClientSide` plus Gemini's rules."""
+
+    # ------------------------------------------------------------ upstream: Gemini output
+
+    @precondition(lambda self: self.check.upstream == "setup_sent")
+    @rule(message=cs.setup_completes.map(lambda s: gm.ServerMessage(setup_complete=s)))
+    def setup_complete(self, message: gm.ServerMessage) -> None:
+        self.check.upstream_ready()
+        assert self.upstream(message, flush=True) == []
+
+    def model_output(self, content: gm.ServerContent, usage: gm.UsageMetadata | None = None) -> list[dict[str, Any]]:
+        active, discarding = self.check.active, self.discarding
+        events = self.upstream(gm.ServerMessage(server_content=content, usage_metadata=usage), requested=discarding)
+        self.swallow = False
+        if discarding:
+            assert types(response_side(events)) in ([], ["response.created"]), "a cancelled turn's output is dropped"
+            return events
+        created = [e["response"] for e in events if e["type"] == "response.created"]
+        assert active is not None or created, "output nobody asked for opens a response"
+        response = active or created[0]
+        text, blobs = fr.visible_output(content)
+        if speaks(response):
+            assert "".join(deltas(events, "response.audio_transcript.delta")) == text
+            if fr.audio_format(response) == "pcm16":
+                assert deltas(events, "response.audio.delta")[:len(blobs)] == blobs
+        else:
+            assert "".join(deltas(events, "response.text.delta")) == text
+            assert not deltas(events, "response.audio.delta")
+        return events
+
+    @ready
+    @rule(turn=cs.model_turns)
+    def model_text(self, turn: gm.Content) -> None:
+        self.model_output(gm.ServerContent(model_turn=turn))
+
+    @ready
+    @rule(blobs=st.lists(cs.audio_parts, min_size=1, max_size=3), transcript=cs.gm_transcriptions)
+    def model_audio(self, blobs: list[gm.Part], transcript: gm.Transcription) -> None:
+        self.model_output(gm.ServerContent(model_turn=gm.Content(role="model", parts=blobs),
+                                           output_transcription=transcript))
+
+    @ready
+    @rule(reason=st.none() | st.sampled_from(sorted(fr.OUTCOME)), usage=st.none() | cs.usage_metadata,
+          final=st.none() | cs.model_turns)
+    def turn_complete(self, reason: str | None, usage: gm.UsageMetadata | None, final: gm.Content | None) -> None:
+        content = gm.ServerContent(model_turn=final, turn_complete=True, turn_complete_reason=reason)
+        discarding = self.discarding
+        if final is not None:
+            events = self.model_output(content, usage)
+        else:
+            events = self.upstream(gm.ServerMessage(server_content=content, usage_metadata=usage),
+                                   requested=discarding)
+        if discarding:
+            self.discarding = False
+            assert "response.done" not in types(events)
+            return
+        if self.swallow:
+            self.swallow = False
+            assert response_side(events) == [], "the turnComplete of an interrupted turn is swallowed"
+            return
+        assert self.check.active is None, "turnComplete ends the active response"
+        done = [e["response"] for e in events if e["type"] == "response.done"]
+        if not done:
+            assert response_side(events) == []
+            return
+        status, why = fr.OUTCOME.get(reason or "", ("completed", None))
+        assert done[0]["status"] == status
+        assert (done[0]["status_details"] or {}).get("reason") == why
+        if usage is not None:
+            out = (usage.response_token_count or usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+            assert done[0]["usage"]["output_tokens"] == out
+            assert done[0]["usage"]["input_tokens"] == (usage.prompt_token_count or 0) + (
+                usage.tool_use_prompt_token_count or 0)
+
+    @ready
+    @rule()
+    def interrupted(self) -> None:
+        active, discarding = self.check.active, self.discarding
+        events = response_side(self.upstream(gm.ServerMessage(server_content=gm.ServerContent(interrupted=True)),
+                                             requested=discarding))
+        self.discarding, self.swallow = False, True
+        if discarding:
+            assert types(events) in ([], ["response.created"])
+        elif active is not None:
+            done = events[-1]
+            assert done["type"] == "response.done" and done["response"]["status"] == "cancelled"
+            assert done["response"]["status_details"]["reason"] == "turn_detected"
+        else:
+            assert events == []
+
+    @ready
+    @rule(transcript=cs.gm_transcriptions)
+    def input_transcription(self, transcript: gm.Transcription) -> None:
+        events = self.upstream(gm.ServerMessage(server_content=gm.ServerContent(input_transcription=transcript)),
+                               requested=False)
+        assert response_side(events) == [], "input transcription is about the user's turn"
+
+    @ready
+    @rule(message=cs.quiet_server_messages)
+    def quiet_upstream(self, message: gm.ServerMessage) -> None:
+        assert self.upstream(message, requested=False) == []
+        upd = message.session_resumption_update
+        if upd and upd.resumable and upd.new_handle:
+            assert self.t.resumption_handle == upd.new_handle
+
+    # ------------------------------------------------------------ upstream: faults
+
+    @precondition(lambda self: self.check.upstream != "none")
+    @rule(fault=cs.upstream_faults(fr.UPSTREAM_GARBAGE))
+    def upstream_fault(self, fault: tuple[str, int | None, Any]) -> None:
+        how, code, text = fault
+        active = self.check.active
+        if how == "closed":
+            events = self.feed(self.t.upstream_closed(code, text), requested=False)
+            kind = "invalid_request_error" if code in (1007, 1008, 4003) else "server_error"
+        elif how == "failed" and self.check.upstream == "setup_sent":
+            events = self.feed(self.t.upstream_failed(code, text), requested=False)
+            kind = "invalid_request_error" if code is not None and code < 500 else "server_error"
+        elif how == "garbage":
+            events, kind = self.upstream(text, requested=False), "server_error"
+        else:
+            return
+        code = {"closed": "upstream_closed", "failed": "upstream_connection_failed"}.get(how, "upstream_protocol_error")
+        assert (events[0]["type"], events[0]["error"]["type"], events[0]["error"]["code"]) == ("error", kind, code)
+        if active is not None:
+            done = response_side(events)[-1]
+            assert done["type"] == "response.done" and done["response"]["id"] == active["id"]
+            assert done["response"]["status"] == "failed"
+        assert self.check.active is None and self.check.upstream == "none"
+        self.discarding = False
+
+    # ------------------------------------------------------------ a whole turn
+
+    @precondition(lambda self: self.check.active is None and not self.discarding and not self.swallow)
+    @rule(text=cs.nonempty_texts, chunks=st.lists(cs.nonempty_texts, min_size=1, max_size=4), audio=st.booleans(),
+          reason=st.none() | st.sampled_from(sorted(fr.OUTCOME)), usage=st.none() | cs.usage_metadata)
+    def whole_turn(self, text: str, chunks: list[str], audio: bool, reason: str | None,
+                   usage: gm.UsageMetadata | None) -> None:
+        """input_text, Gemini streams its answer, turnComplete: the full lifecycle of protocols.md 1.9 B/C."""
+        start = len(self.check.events)
+        self.input_text(text, None)
+        if self.check.upstream == "setup_sent":
+            self.setup_complete(gm.ServerMessage(setup_complete=gm.SetupComplete()))
+        response = self.check.active
+        assert response is not None
+        for chunk in chunks:
+            if audio:
+                blob = gm.Part(inline_data=gm.Blob(mime_type="audio/pcm;rate=24000", data=fr.pcm16(5)))
+                self.model_output(gm.ServerContent(model_turn=gm.Content(role="model", parts=[blob]),
+                                                   output_transcription=gm.Transcription(text=chunk)))
+            else:
+                self.model_output(gm.ServerContent(model_turn=gm.Content(role="model", parts=[gm.Part(text=chunk)])))
+        self.turn_complete(reason, usage, None)
+        events = [e for e in response_side(self.check.events[start:]) if name_of(e) != "conversation.item.created"
+                  or e["item"]["role"] == "assistant"]
+        assert fr.lifecycle(events) == fr.expected_lifecycle(speaks(response), self.t.dialect or "beta")
+        part = events[-1]["response"]["output"][0]["content"][0]
+        assert part.get("text", part.get("transcript")) == "".join(chunks)
+
+
+TestTranslatorSessions = TranslatorMachine.TestCase
+# Twice the profile's example count (dev 100, ci 400, long 4000): one session of 40 steps costs ~50 ms.
+TestTranslatorSessions.settings = settings(max_examples=2 * settings().max_examples, stateful_step_count=40,
+                                           deadline=None)
