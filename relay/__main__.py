@@ -23,7 +23,7 @@ def _display_host(host: str) -> str:
 async def _serve(config: Config | None, host: str, port: int) -> None:
     async with trio.open_nursery() as nursery:
         if config is None:
-            emulator_port = await nursery.start(Emulator(EmulatorOptions(chunk_delay=0.02)).serve, "127.0.0.1", 0)
+            emulator_port = await nursery.start(Emulator(EmulatorOptions(chunk_words=1, chunk_delay=0.02)).serve, "127.0.0.1", 0)
             config = default_config(f"ws://127.0.0.1:{emulator_port}")
             print(
                 "No --config given: serving the built-in Gemini Live emulator (deterministic echo replies) "
@@ -41,7 +41,8 @@ async def _serve(config: Config | None, host: str, port: int) -> None:
                 flush=True,
             )
         bound = await nursery.start(server.serve, host, port)
-        print(f"relay listening on ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME", flush=True)
+        where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
+        print(f"relay listening on ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME{where}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
