@@ -33,3 +33,14 @@ def conformance(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "relay", "tests", "conformance", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The audio streaming benchmark with its default sweep; writes bench/results.md and bench/results.json.
+
+    Not in the default sessions: it takes a few minutes and wants an otherwise idle machine.
+    Options go after `--`, e.g. `nox -s bench -- --sessions 1 10 --seconds 5`.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "relay", "bench", "audio", *session.posargs)

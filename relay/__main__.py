@@ -23,7 +23,9 @@ def _display_host(host: str) -> str:
 async def _serve(config: Config | None, host: str, port: int) -> None:
     async with trio.open_nursery() as nursery:
         if config is None:
-            emulator_port = await nursery.start(Emulator(EmulatorOptions(chunk_words=1, chunk_delay=0.02)).serve, "127.0.0.1", 0)
+            # word-by-word streaming with a short pause, so the demo shows deltas arriving
+            demo = Emulator(EmulatorOptions(chunk_words=1, chunk_delay=0.02))
+            emulator_port = await nursery.start(demo.serve, "127.0.0.1", 0)
             config = default_config(f"ws://127.0.0.1:{emulator_port}")
             print(
                 "No --config given: serving the built-in Gemini Live emulator (deterministic echo replies) "
@@ -42,7 +44,19 @@ async def _serve(config: Config | None, host: str, port: int) -> None:
             )
         bound = await nursery.start(server.serve, host, port)
         where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
-        print(f"relay listening on ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME{where}", flush=True)
+        url = f"ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME"
+        print(f"relay listening on {url}{where}", flush=True)
+
+
+def _run(fn, *args) -> None:
+    """trio.run, where Ctrl-C is a clean stop even when it arrives inside a nursery's exception group."""
+    try:
+        trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
+        raise KeyboardInterrupt from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_delay=args.chunk_delay,
                 echo_audio=args.echo_audio,
             )
-            trio.run(run_emulator, args.host, args.port, options)
+            _run(run_emulator, args.host, args.port, options)
             return 0
         config = None
         if args.config:
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for warning in warnings:
                 print(f"relay: config warning: {warning}", file=sys.stderr)
-        trio.run(_serve, config, args.host, args.port)
+        _run(_serve, config, args.host, args.port)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

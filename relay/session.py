@@ -34,6 +34,7 @@ class _Link:
     def __init__(self) -> None:
         self.send, self.recv = trio.open_memory_channel[dict[str, Any]](UPSTREAM_QUEUE)
         self.closing = False
+        self.socket: MessageSocket | None = None
 
 
 class Session:
@@ -56,10 +57,20 @@ class Session:
                 nursery.start_soon(self._client_writer)
                 await self._dispatch(self._t.start())
                 await self._client_reader()
+                await self._close_upstream()
                 nursery.cancel_scope.cancel()
         finally:
             if self._link is not None:
                 self._link.closing = True
+
+    async def _close_upstream(self) -> None:
+        """Close the upstream before cancelling the session: the close handshake needs the
+        connection's reader still running, or it waits out its whole timeout."""
+        link = self._link
+        if link is None or link.socket is None or link.closing:
+            return
+        link.closing = True
+        await link.socket.close(1000, "client session ended")
 
     # ------------------------------------------------------------ dispatch
 
@@ -116,6 +127,7 @@ class Session:
         setup["setup"]["model"] = target.model_path
         try:
             async with open_connection(target.url, list(target.headers)) as sock:
+                link.socket = sock
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._link_writer, link, sock)

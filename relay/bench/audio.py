@@ -17,7 +17,7 @@ import numpy as np
 
 from relay.bench.audio_client import CHUNK_MS, AudioJob, audio_job
 from relay.bench.loadgen import GeneratorPool
-from relay.bench.procs import Pinning, ProcSample, Stack, cpu_percent, sample
+from relay.bench.procs import CpuTimes, Pinning, ProcSample, Stack, busy_percent, cpu_percent, cpu_times, sample
 from relay.bench.report import ScenarioResult, Table, fmt, percentiles
 
 NAME = "audio"
@@ -26,6 +26,8 @@ PATHS = ("direct", "relay")
 _POLL_MARGIN = 0.1  # resource samples land within this of the streaming window's ends, inside it
 _SETTLE = 0.5  # seconds for the relay to tear the previous phase's sessions down
 _SATURATED_CPU = 80.0  # % of a core: a generator this busy may itself add latency
+_FOREIGN_LOAD = 5.0  # % of the relay's CPU used by anything else: the machine is not idle
+_SATURATED_LOAD = 90.0  # % busy of the emulator + generators CPU: their queueing shows in both paths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +67,7 @@ def _phase(pool: GeneratorPool, stack: Stack, path: str, n: int, args: argparse.
     pids = {"relay": stack.relay.pid, "emulator": stack.emulator.pid}
     before = sample(pids["relay"])
     window: dict[str, dict[str, ProcSample]] = {"start": {}, "end": {}}
+    cpus: dict[str, CpuTimes] = {}
     marks = {"start": 0.0, "end": 0.0}
     peak_kib = [before.rss_kib]
 
@@ -83,6 +86,7 @@ def _phase(pool: GeneratorPool, stack: Stack, path: str, n: int, args: argparse.
                 if edge == "end" and not window["start"]:
                     continue
                 window[edge] = {"relay": relay, "emulator": sample(pids["emulator"])}
+                cpus[edge] = cpu_times()
 
     results = pool.run(audio_job, jobs, on_start=on_start, poll=poll, timeout=args.seconds + args.grace + 120)
     latencies = np.concatenate([np.frombuffer(r["latencies"], dtype=np.float64) for r in results])
@@ -91,8 +95,23 @@ def _phase(pool: GeneratorPool, stack: Stack, path: str, n: int, args: argparse.
     if window["start"] and window["end"]:
         for name in cpu:
             cpu[name] = cpu_percent(window["start"][name], window["end"][name])
+    # The machine may be shared: whatever else ran on the relay's CPU competed with it for the window.
+    pinning = stack.pinning
+    relay_core = relay_core_irq = load_cores = other_on_relay_core = None
+    if len(cpus) == 2:
+        relay_core = busy_percent(cpus["start"], cpus["end"], pinning.relay)
+        relay_core_irq = busy_percent(cpus["start"], cpus["end"], pinning.relay, ("interrupts",))
+        load_cores = busy_percent(cpus["start"], cpus["end"], pinning.others)
+        competing = busy_percent(cpus["start"], cpus["end"], pinning.relay, ("tasks", "steal"))
+        if competing is not None and cpu["relay"] is not None:
+            other_on_relay_core = max(0.0, competing - cpu["relay"])
     chunk_rate = n * 1000 / CHUNK_MS
     relay_us = cpu["relay"] / 100 / chunk_rate * 1e6 if cpu["relay"] is not None else None
+    wakeups = None
+    if window["start"] and window["end"]:
+        start, end = window["start"]["relay"], window["end"]["relay"]
+        # Per chunk round trip: how often the relay's event loop went to sleep in epoll and was woken again.
+        wakeups = (end.wakeups - start.wakeups) / ((end.at - start.at) * chunk_rate)
     return {
         "path": path,
         "sessions": n,
@@ -109,12 +128,17 @@ def _phase(pool: GeneratorPool, stack: Stack, path: str, n: int, args: argparse.
         "chunks_per_s": chunk_rate,
         "relay_cpu_percent": cpu["relay"],
         "relay_cpu_us_per_chunk": relay_us,
+        "relay_wakeups_per_chunk": wakeups,
         "emulator_cpu_percent": cpu["emulator"],
         "relay_rss_kib": {
             "before_connect": before.rss_kib,
             "start": window["start"]["relay"].rss_kib if window["start"] else None,
             "peak": peak_kib[0],
         },
+        "relay_core_busy_percent": relay_core,
+        "relay_core_interrupts_percent": relay_core_irq,
+        "relay_core_other_percent": other_on_relay_core,
+        "load_cores_busy_percent": load_cores,
         "generator_cpu_percent": [100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else None for r in results],
     }
 
@@ -133,7 +157,9 @@ def _result(args: argparse.Namespace, phases: list[dict[str, Any]], idle_kib: in
     load = Table(
         "Load and resources",
         ["sessions", "path", "chunks/s", "sent", "echoed", "dropped", "relay CPU %", "relay CPU µs/chunk",
-         "relay RSS start → peak MiB", "emulator CPU %", "load gen CPU % (each)", "send lag p99 ms"],
+         "relay wake-ups/chunk",
+         "relay RSS start → peak MiB", "emulator CPU %", "load gen CPU % (each)", "send lag p99 ms",
+         "others on relay CPU %", "load CPU busy %"],
     )
     for n in args.sessions:
         relay, direct = by[(n, "relay")]["latency_ms"], by[(n, "direct")]["latency_ms"]
@@ -153,10 +179,13 @@ def _result(args: argparse.Namespace, phases: list[dict[str, Any]], idle_kib: in
                 str(n), path, f"{p['chunks_per_s']:.0f}", str(p["sent"]), str(p["echoed"]), str(p["dropped"]),
                 fmt(p["relay_cpu_percent"], 1) if through_relay else "—",
                 fmt(p["relay_cpu_us_per_chunk"], 0) if through_relay else "—",
+                fmt(p["relay_wakeups_per_chunk"], 2) if through_relay else "—",
                 f"{_mib(rss['start'])} → {_mib(rss['peak'])}" if through_relay else "—",
                 fmt(p["emulator_cpu_percent"], 1),
                 " / ".join(fmt(c, 1) for c in p["generator_cpu_percent"]),
                 fmt(p["send_lag_ms"]["p99"]),
+                fmt(p["relay_core_other_percent"], 1),
+                fmt(p["load_cores_busy_percent"], 0),
             ])
     notes = [*notes, *_warnings(phases)]
     notes += [
@@ -169,8 +198,13 @@ def _result(args: argparse.Namespace, phases: list[dict[str, Any]], idle_kib: in
         "Relay and emulator CPU: /proc/<pid>/stat utime+stime over the streaming window; µs/chunk is the relay's "
         "CPU per chunk round trip (client → relay → emulator and the echo back). RSS: /proc/<pid>/status VmRSS, "
         f"start = with the phase's sessions connected, peak = highest sample; relay RSS idle at start-up "
-        f"{_mib(idle_kib)} MiB.",
+        f"{_mib(idle_kib)} MiB. Wake-ups/chunk: the relay's voluntary context switches (each a sleep in epoll "
+        "ended by new data) per chunk round trip; below 1 means it finds several messages per wake-up.",
         f"Dropped = sent but not echoed within {args.grace:g} s after the last send.",
+        "others on relay CPU = the relay CPU's process and hypervisor-steal time (/proc/stat) minus the relay's "
+        "own (interrupt time, mostly loopback packet work, is left out): above a few % the machine was not idle. "
+        "load CPU busy = the CPU(s) of the emulator and the load generators; near 100 % the direct floor itself "
+        "includes queueing.",
     ]
     return ScenarioResult(
         name=NAME,
@@ -199,6 +233,14 @@ def _warnings(phases: list[dict[str, Any]]) -> list[str]:
             out.append(f"WARNING {label}: {p['error_count']} client errors, e.g. {'; '.join(p['errors'][:2])}")
         if p["foreign"] or p["corrupted"]:
             out.append(f"WARNING {label}: {p['foreign']} unmatched and {p['corrupted']} altered echoes")
+        other = p["relay_core_other_percent"]
+        if other is not None and other > _FOREIGN_LOAD:
+            out.append(f"WARNING {label}: other processes used {other:.0f} % of the relay's CPU during the window; "
+                       "the machine was not idle and this phase's figures are not trustworthy")
+        load = p["load_cores_busy_percent"]
+        if load is not None and load > _SATURATED_LOAD:
+            out.append(f"WARNING {label}: the emulator/load generator CPU was {load:.0f} % busy; the floor itself "
+                       "is inflated by queueing there")
         busy = [c for c in p["generator_cpu_percent"] if c is not None and c > _SATURATED_CPU]
         if busy:
             out.append(f"WARNING {label}: a load generator used {max(busy):.0f} % of a core; "

@@ -229,8 +229,12 @@ async def audio_job(job: AudioJob, ready: Ready) -> dict[str, Any]:
     period = job.chunk_ms / 1000
     count = round(job.seconds * 1000 / job.chunk_ms)
     try:
-        async with asyncio.timeout(_OPEN_TIMEOUT):
-            await asyncio.gather(*(s.open() for s in sessions))
+        try:
+            async with asyncio.timeout(_OPEN_TIMEOUT):
+                await asyncio.gather(*(s.open() for s in sessions))
+        except TimeoutError:
+            errors = "; ".join(e for s in sessions for e in s.errors[:1]) or "no error reported"
+            raise RuntimeError(f"{job.path}: sessions not ready after {_OPEN_TIMEOUT:.0f} s ({errors})") from None
         start_at = await ready()
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         cpu0, wall0 = os.times(), time.monotonic()

@@ -17,11 +17,16 @@ from types import ModuleType
 
 from relay.bench import audio
 from relay.bench.machine import facts, wakeup_lateness
-from relay.bench.procs import pin, plan_pinning
+from relay.bench.procs import busy_percent, cpu_times, pin, plan_pinning
 from relay.bench.report import write
 
 SCENARIOS: dict[str, ModuleType] = {module.NAME: module for module in (audio,)}
 DEFAULT_OUT = Path("bench/results.md")
+_BUSY = 10.0  # % of a CPU in use before the run that makes it a noisy machine
+
+
+def _busy_text(background: dict[int, float | None]) -> str:
+    return ", ".join(f"CPU{cpu} {b:.0f} %" if b is not None else f"CPU{cpu} n/a" for cpu, b in background.items())
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -52,8 +57,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
     key = "sk-bench-" + secrets.token_hex(12)
     started = datetime.now(UTC)
     try:
-        # Before the run: the probe wants the pinned CPU while it is still idle.
+        # Before the run: the probe wants the pinned CPU while it is still idle, and the busy time of every CPU
+        # meanwhile tells whether something else is running on a machine that should be quiet.
+        before = cpu_times()
         machine["wakeup_lateness_ms"] = wake = wakeup_lateness()
+        background = {cpu: busy_percent(before, cpu_times(), frozenset([cpu])) for cpu in sorted(before)}
+        machine["background_busy_percent"] = background
+        noisy = any(b is not None and b > _BUSY for b in background.values())
+        if noisy:
+            print(f"relay bench: WARNING the machine is busy before the run ({_busy_text(background)}); "
+                  "results will be noisy", file=sys.stderr)
         result = module.run(args, key=key, pinning=pinning)
     finally:
         if original is not None:
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
         "pinning": "; ".join(pin_notes),
         "timer wakeup lateness": f"p50 {wake['p50']:.2f} ms, p99 {wake['p99']:.2f} ms, max {wake['max']:.2f} ms "
                                  "(time.sleep(20 ms) x 50 on an idle CPU: a floor under the latencies below)",
+        "background load": f"{_busy_text(background)} busy before the run"
+                           + (" (**not idle: expect noisy figures**)" if noisy else ""),
         "software": f"{machine['python']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()),
         "relay commit": machine["git"],
     }

@@ -7,6 +7,7 @@ mixed in.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ _RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 5.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
 
 
 @attrs.frozen
@@ -76,28 +78,87 @@ class ProcSample:
     at: float
     cpu_s: float
     rss_kib: int
+    #: Voluntary context switches of the main thread: each is a wait in epoll, i.e. one wake-up of the event loop.
+    wakeups: int = 0
 
 
 def sample(pid: int) -> ProcSample:
-    """Read /proc/<pid>/stat (utime, stime) and /proc/<pid>/status (VmRSS)."""
+    """Read /proc/<pid>/stat (utime, stime) and /proc/<pid>/status (VmRSS, voluntary_ctxt_switches)."""
     now = time.monotonic()
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
     # The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
     fields = stat[stat.rindex(b")") + 2 :].split()
     cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
-    rss = 0
+    rss = wakeups = 0
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
             if line.startswith(b"VmRSS:"):
                 rss = int(line.split()[1])
-                break
-    return ProcSample(now, cpu_s, rss)
+            elif line.startswith(b"voluntary_ctxt_switches:"):
+                wakeups = int(line.split()[1])
+    return ProcSample(now, cpu_s, rss, wakeups)
 
 
 def cpu_percent(start: ProcSample, end: ProcSample) -> float:
     wall = end.at - start.at
     return 100.0 * (end.cpu_s - start.cpu_s) / wall if wall > 0 else 0.0
+
+
+@attrs.frozen
+class CpuTime:
+    """Jiffies of one CPU from /proc/stat, in the groups the benchmark tells apart."""
+
+    tasks: int  # user + nice + system: processes, ours or anyone's
+    interrupts: int  # irq + softirq: on loopback mostly the packet work of our own sockets, charged to no process
+    steal: int  # the hypervisor ran something else: competition just like another process
+    total: int
+
+
+CpuTimes = dict[int, CpuTime]
+
+
+def cpu_times() -> CpuTimes:
+    """Per-CPU times from /proc/stat (guest time is already part of user)."""
+    times: CpuTimes = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+                    total = user + nice + system + idle + iowait + irq + softirq + steal
+                    times[int(name[3:])] = CpuTime(user + nice + system, irq + softirq, steal, total)
+    except OSError:
+        pass
+    return times
+
+
+_ALL_BUSY = ("tasks", "interrupts", "steal")
+
+
+def busy_percent(
+    start: CpuTimes, end: CpuTimes, cpus: frozenset[int] | None, parts: tuple[str, ...] = _ALL_BUSY
+) -> float | None:
+    """How busy `cpus` were on average between two `cpu_times()`, in % (100 = all of them all the time),
+    counting the named parts of CpuTime."""
+    if not cpus:
+        return None
+    busy = total = 0
+    for cpu in cpus:
+        if cpu in start and cpu in end:
+            busy += sum(getattr(end[cpu], part) - getattr(start[cpu], part) for part in parts)
+            total += end[cpu].total - start[cpu].total
+    return 100.0 * busy / total if total else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the coordinator dies, so a crashed run leaves no servers behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the coordinator's own cleanup still stops the children
 
 
 class Child:
@@ -114,6 +175,7 @@ class Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_die_with_parent,
         )
         self._ready = ready
         self.port = 0
