@@ -60,6 +60,7 @@ class Checker:
         self.active: dict[str, Any] | None = None  # the response between created and done
         self.responses: dict[str, str] = {}  # id → "active" | final status
         self.outputs: dict[str, list[str]] = {}  # response id → output item ids
+        self.call_args: dict[str, list[str]] = {}  # call_id → argument deltas
         self.parts: dict[tuple[str, str, int], PartLog] = {}
         self.items: dict[str, dict[str, Any]] = {}  # the conversation, in order
         self.upstream = "none"  # none | setup_sent | ready, as seen from Outputs
@@ -175,7 +176,8 @@ class Checker:
             if resp == r["id"]:
                 assert part.closed, f"content part of {item_id} still open at response.done"
         for item in r["output"]:
-            self._check_final_item(r["id"], item)
+            if item["type"] != "function_call":
+                self._check_final_item(r["id"], item)
         usage = r["usage"]
         assert usage is not None and usage["total_tokens"] >= 0
         self.responses[r["id"]] = r["status"]
@@ -193,14 +195,33 @@ class Checker:
     def _on_response_output_item_added(self, ev: dict[str, Any]) -> None:
         resp = self._active_id(ev)
         item = ev["item"]
-        assert item["status"] == "in_progress" and item["role"] == "assistant" and item["content"] == []
+        if item["type"] == "function_call":
+            assert item["status"] == "in_progress" and item["arguments"] == "" and item["call_id"] and item["name"]
+            self.call_args[item["call_id"]] = []
+        else:
+            assert item["status"] == "in_progress" and item["role"] == "assistant" and item["content"] == []
         assert ev["output_index"] == len(self.outputs[resp])
         self.outputs[resp].append(item["id"])
+
+    def _on_response_function_call_arguments_delta(self, ev: dict[str, Any]) -> None:
+        resp = self._active_id(ev)
+        assert self.outputs[resp][ev["output_index"]] == ev["item_id"]
+        self.call_args[ev["call_id"]].append(ev["delta"])
+
+    def _on_response_function_call_arguments_done(self, ev: dict[str, Any]) -> None:
+        self._active_id(ev)
+        assert ev["arguments"] == "".join(self.call_args[ev["call_id"]])
+        assert isinstance(orjson.loads(ev["arguments"]), dict), "Gemini arguments are an object"
 
     def _on_response_output_item_done(self, ev: dict[str, Any]) -> None:
         resp = self._active_id(ev)
         item = ev["item"]
         assert self.outputs[resp].index(item["id"]) == ev["output_index"]
+        if item["type"] == "function_call":
+            assert item["status"] == "completed" and item["arguments"] == "".join(self.call_args[item["call_id"]])
+            if item["id"] in self.items:
+                self.items[item["id"]] = item
+            return
         assert item["content"], "an output item is done with its content"
         self._check_final_item(resp, item)
         if item["id"] in self.items:
@@ -253,7 +274,7 @@ class Checker:
         item = ev["item"]
         assert item["id"] not in self.items, f"item {item['id']} added twice"
         assert ev["previous_item_id"] == next(reversed(self.items), None), "items are appended"
-        if item["role"] == "assistant" and item["status"] == "in_progress":
+        if item.get("role", "assistant") == "assistant" and item["status"] == "in_progress":
             assert self.active is not None and item["id"] in self.outputs[self.active["id"]]
         self.items[item["id"]] = item
 

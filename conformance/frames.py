@@ -32,7 +32,9 @@ MALFORMED: list[bytes] = [
     b'{"type": "conversation.item.create", "item": {"type": "message", "role": "robot",'
     b' "content": [{"type": "input_text", "text": "x"}]}, "event_id": "e5"}',
     b'{"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": []}}',
-    b'{"type": "conversation.item.create", "item": {"type": "function_call", "call_id": "c", "name": "f"}}',
+    b'{"type": "conversation.item.create", "item": {"type": "function_call", "name": "f"}, "event_id": "e12"}',
+    b'{"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": "nobody",'
+    b' "output": "{}"}, "event_id": "e13"}',
     b'{"type": "session.update", "session": {"temperature": "hot"}, "event_id": "e6"}',
     b'{"type": "session.update", "session": [], "event_id": "e7"}',
     b'{"type": "response.create", "response": "now", "event_id": "e8"}',

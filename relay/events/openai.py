@@ -366,6 +366,33 @@ class AudioTranscriptDone(_PartEvent):
 
 
 @attrs.frozen
+class FunctionCallArgumentsDelta:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+    )
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    delta: str
+
+
+@attrs.frozen
+class FunctionCallArgumentsDone:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "response.function_call_arguments.done",
+        "response.function_call_arguments.done",
+    )
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    name: str  # required in GA, accepted in beta
+    arguments: str
+
+
+@attrs.frozen
 class InputAudioBufferCommitted:
     WIRE: ClassVar[tuple[str | None, str | None]] = ("input_audio_buffer.committed", "input_audio_buffer.committed")
     item_id: str

@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
+
 from relay.errors import ClientError
 from relay.events import openai as oa
 from relay.translate.base import UPSTREAM_NONE
+from relay.translate.tools import Call, function_response
 
 log = logging.getLogger("relay.translate")
 
@@ -25,12 +28,12 @@ class Conversation:
                 # Before setup a system message can still join the system instruction.
                 self._system_notes.append(text_of(item))
                 turn = None
-        elif item.type in ("function_call", "function_call_output"):
-            raise ClientError(
-                "unsupported_item_type",
-                f"Items of type '{item.type}' are not supported yet.",
-                "item.type",
-            )
+        elif item.type == "function_call":
+            self._check_call_fields(item, ("call_id", "name"))
+            turn = turn_of(item)
+        elif item.type == "function_call_output":
+            self._check_call_fields(item, ("call_id",))
+            turn = None  # decided below: a live answer to Gemini, or history
         else:
             raise ClientError(
                 "invalid_value",
@@ -51,10 +54,37 @@ class Conversation:
         self._items.add(item)
         self._emit(oa.ConversationItemAdded(item, previous))
         self._emit(oa.ConversationItemDone(item, previous))
+        if item.type == "function_call_output" and not self._function_call_output(item):
+            item.name = self._history_call_name(item.call_id)
+            turn = turn_of(item)
         if turn is not None:
             self._pending_turns.append(turn)
         if item.role == "user":
             self._user_input()
+
+    def _check_call_fields(self, item: oa.Item, required: tuple[str, ...]) -> None:
+        for name in required:
+            if not getattr(item, name):
+                raise ClientError("missing_required_parameter", f"Missing required parameter: 'item.{name}'.",
+                                  f"item.{name}")
+        if item.type == "function_call_output" and self._items_call_name(item.call_id) is None:
+            raise ClientError(
+                "invalid_value",
+                f"No function call with call_id '{item.call_id}' in this conversation.",
+                "item.call_id",
+            )
+
+    def _items_call_name(self, call_id: str | None) -> str | None:
+        call = self._tools.calls.get(call_id or "")
+        if call is not None:
+            return call.name
+        return self._history_call_name(call_id)
+
+    def _history_call_name(self, call_id: str | None) -> str | None:
+        for stored in self._items:
+            if stored.type == "function_call" and stored.call_id == call_id:
+                return stored.name
+        return None
 
     def _check_message(self, item: oa.Item) -> None:
         if item.role not in ("user", "assistant", "system"):
@@ -140,6 +170,18 @@ def text_of(item: oa.Item) -> str:
 
 def turn_of(item: oa.Item) -> dict[str, Any] | None:
     """An item as a Gemini `clientContent` turn (history replay uses this too)."""
+    if item.type == "function_call":
+        try:
+            args = orjson.loads(item.arguments) if item.arguments else {}
+        except orjson.JSONDecodeError:
+            args = {}
+        call: dict[str, Any] = {"name": item.name, "args": args if isinstance(args, dict) else {}}
+        return {"role": "model", "parts": [{"functionCall": call}]}
+    if item.type == "function_call_output":
+        if not item.name:
+            return None
+        entry = function_response(Call(name=item.name, gemini_id=None), item.output, send_id=False)
+        return {"role": "user", "parts": [{"functionResponse": entry}]}
     if item.type != "message":
         return None
     parts: list[dict[str, Any]] = []

@@ -26,6 +26,8 @@ class Responding:
                 "invalid_type", "Invalid type for 'response.metadata': expected a map of strings to strings.",
                 "response.metadata",
             )
+        if self._adopt_continuation(params):
+            return
         if self._response is not None and not self._response.finished:
             raise ClientError(
                 "conversation_already_has_active_response",
@@ -57,10 +59,19 @@ class Responding:
             self._queued_request = params
             return
         self._ensure_upstream(params)
+        if self._audio.buffer_ms > 0 and (self._audio.activity_open or not self._manual_turns()):
+            # Audio the model will hear anyway joins the conversation before the response.
+            if self._manual_turns():
+                self._commit_audio_item()
+            else:
+                self._vad_turn_ended()
+        self._start_response(params, send=True)
+
+    def _start_response(self, params: dict[str, Any], send: bool) -> None:
+        """response.created, and (with `send`) the pending turns that make Gemini answer."""
         probe = attrs.evolve(self.session, kept={})
-        fields = session_fields(params)
         try:
-            apply_beta(probe, fields, "response")
+            apply_beta(probe, session_fields(params), "response")
         except ClientError:
             probe = self.session
         modalities = probe.modalities
@@ -72,17 +83,12 @@ class Responding:
             voice=probe.voice, output_audio_format=probe.output_audio_format, temperature=probe.temperature,
             max_output_tokens=probe.max_output_tokens, metadata=metadata,
         )
-        if self._audio.buffer_ms > 0 and (self._audio.activity_open or not self._manual_turns()):
-            # Audio the model will hear anyway joins the conversation before the response.
-            if self._manual_turns():
-                self._commit_audio_item()
-            else:
-                self._vad_turn_ended()
         self._emit(oa.ResponseCreated(response))
         self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
         self._usage = None
-        turns, self._pending_turns = self._pending_turns, []
-        self._send_turns(turns)
+        if send:
+            turns, self._pending_turns = self._pending_turns, []
+            self._send_turns(turns)
 
     def _send_turns(self, turns: list[dict[str, Any]]) -> None:
         if self._audio.activity_open:
@@ -115,9 +121,11 @@ class Responding:
         if self._response is None or self._response.finished:
             # Output nobody asked for (Gemini speaking on its own, e.g. after a tool response).
             self._request_response_for_output()
+            self._continuation_started()
         return self._response
 
     def _request_response_for_output(self) -> None:
+        self._held = None  # Gemini is already answering: a held response.create has nothing left to wait for
         self._vad_turn_ended()
         cfg = self.session
         modalities = ("text",) if self._upstream_modality == "TEXT" else cfg.modalities
@@ -154,7 +162,11 @@ class Responding:
             status, why = "incomplete", "max_output_tokens"
         elif reason == "MALFORMED_FUNCTION_CALL":
             status, why = "failed", None
-        r.finish(status, why, usage=usage_from_gemini(self._usage))
+        self._finish_response(status, why)
+
+    def _finish_response(self, status: str, reason: str | None = None) -> None:
+        if self._response is not None and not self._response.finished:
+            self._response.finish(status, reason, usage=usage_from_gemini(self._usage))
         self._response = None
         self._usage = None
 

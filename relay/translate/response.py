@@ -114,6 +114,31 @@ class ResponseBuilder:
         self._transcript.append(delta)
         self._emit(oa.AudioTranscriptDelta(*self._where(), delta))
 
+    def function_call(self, call_id: str, name: str, arguments: str) -> None:
+        """One function call as its own output item (protocols.md 1.9 D); Gemini gives whole
+        arguments, so there is one delta with all of them."""
+        self._close_message("completed")
+        self._item = self._part = None
+        self._text, self._transcript = [], []
+        r = self.response
+        item = oa.Item(
+            type="function_call", id=self._items.new_id(self._ids), object="realtime.item", status="in_progress",
+            call_id=call_id, name=name, arguments="",
+        )
+        previous = self._items.last_id()
+        self._items.add(item)
+        r.output.append(item)
+        index = len(r.output) - 1
+        self._emit(oa.OutputItemAdded(r.id, index, item))
+        self._emit(oa.ConversationItemAdded(item, previous))
+        self._emit(oa.FunctionCallArgumentsDelta(r.id, item.id, index, call_id, arguments))
+        self._emit(oa.FunctionCallArgumentsDone(r.id, item.id, index, call_id, name, arguments))
+        item.arguments = arguments
+        item.status = "completed"
+        self._emit(oa.OutputItemDone(r.id, index, item))
+        self._emit(oa.ConversationItemDone(item, previous))
+        self.had_output = True
+
     # ------------------------------------------------------------ closing
 
     def _close_message(self, item_status: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from relay.models import ModelCaps
 from relay.session_config import SessionConfig
+from relay.translate.tools import declarations
 
 # OpenAI voice names → Gemini prebuilt voices (the same choices LiteLLM made); others pass through.
 VOICES = {
@@ -55,8 +56,11 @@ def _activity_detection(td: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def build_setup(cfg: SessionConfig, caps: ModelCaps, extra_system: list[str] = ()) -> dict[str, Any]:
-    """A `setup` without `model`: the upstream layer owns the model path (project, location)."""
+def build_setup(
+    cfg: SessionConfig, caps: ModelCaps, extra_system: list[str] = (), warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """A `setup` without `model`: the upstream layer owns the model path (project, location).
+    What could not be mapped is appended to `warnings`."""
     modality = upstream_modality(cfg.modalities, caps)
     gen: dict[str, Any] = {"responseModalities": [modality], "temperature": cfg.temperature}
     if cfg.max_output_tokens != "inf":
@@ -77,5 +81,14 @@ def build_setup(cfg: SessionConfig, caps: ModelCaps, extra_system: list[str] = (
         if isinstance(tr.get("language"), str) and tr["language"]:
             spec["languageCodes"] = [tr["language"]]
         setup["inputAudioTranscription"] = spec
+    if cfg.tools and cfg.tool_choice != "none":
+        decls, dropped = declarations(cfg.tools)
+        if decls:
+            setup["tools"] = [{"functionDeclarations": decls}]
+        if warnings is not None:
+            warnings.extend(dropped)
+            if cfg.tool_choice not in ("auto", None):
+                # Live has no toolConfig: 'required' or a named function cannot be enforced.
+                warnings.append(f"tool_choice {cfg.tool_choice!r} cannot be enforced by Gemini Live; it acts as 'auto'")
     setup["sessionResumption"] = {}
     return {"setup": setup}

@@ -24,11 +24,12 @@ from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
 from relay.translate.response import ResponseBuilder
 from relay.translate.setup import build_setup, upstream_modality
+from relay.translate.tools import ToolCalls, ToolState
 
 log = logging.getLogger("relay.translate")
 
 
-class Translator(Conversation, Responding, AudioInput):
+class Translator(Conversation, Responding, AudioInput, ToolCalls):
     def __init__(
         self,
         ids: IdFactory,
@@ -63,6 +64,7 @@ class Translator(Conversation, Responding, AudioInput):
         self._swallow_turn_complete = False
         self._usage: gm.UsageMetadata | None = None
         self._audio = InputAudioState()
+        self._tools = ToolState()
 
     # ============================================================ entry points
 
@@ -150,7 +152,10 @@ class Translator(Conversation, Responding, AudioInput):
                 pass
         self._upstream_modality = upstream_modality(cfg.modalities, self._caps)
         self._upstream_manual = cfg.turn_detection is None
-        self._out.connect = Connect(build_setup(cfg, self._caps, self._system_notes))
+        warnings: list[str] = []
+        self._out.connect = Connect(build_setup(cfg, self._caps, self._system_notes, warnings))
+        for warning in warnings:
+            log.warning("%s", warning)
 
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
         self._error(code, message, kind=kind)
@@ -163,6 +168,7 @@ class Translator(Conversation, Responding, AudioInput):
         self._upstream = UPSTREAM_NONE
         self._upstream_manual = None
         self._reset_input_audio()
+        self._tools = ToolState()  # calls of the dead connection can no longer be answered
         self._queued.clear()
         self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
 
@@ -244,6 +250,10 @@ class Translator(Conversation, Responding, AudioInput):
             log.info("upstream goAway, time left %s", msg.go_away.time_left)
         sc = msg.server_content
         if sc is None:
+            if msg.tool_call is not None:
+                self._tool_call(msg.tool_call)
+            if msg.tool_call_cancellation is not None:
+                self._tool_call_cancellation(msg.tool_call_cancellation)
             return
         if sc.input_transcription is not None:
             self._input_transcription(sc.input_transcription)
@@ -260,6 +270,10 @@ class Translator(Conversation, Responding, AudioInput):
                         r.audio(part.inline_data)
                 if sc.output_transcription is not None and sc.output_transcription.text:
                     r.transcript(sc.output_transcription.text)
+        if msg.tool_call is not None:
+            self._tool_call(msg.tool_call)
+        if msg.tool_call_cancellation is not None:
+            self._tool_call_cancellation(msg.tool_call_cancellation)
         if sc.interrupted:
             self._speech_started()  # barge-in: the user is speaking (1.9 E)
             self._interrupted()
