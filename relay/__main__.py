@@ -7,11 +7,13 @@ import logging
 import os
 import sys
 
+import attrs
 import trio
 
 from relay.config import Config, ConfigError, default_config, load_config
 from relay.emulator import Emulator, EmulatorOptions, run_emulator
 from relay.server import RelayServer
+from relay.transport import TRANSPORT_NAMES
 
 log = logging.getLogger("relay")
 
@@ -20,7 +22,7 @@ def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-async def _serve(config: Config | None, host: str, port: int) -> None:
+async def _serve(config: Config | None, host: str, port: int, transport: str | None = None) -> None:
     async with trio.open_nursery() as nursery:
         if config is None:
             # word-by-word streaming with a short pause, so the demo shows deltas arriving
@@ -32,9 +34,12 @@ async def _serve(config: Config | None, host: str, port: int) -> None:
                 f"as model {', '.join(config.model_names)}.",
                 flush=True,
             )
+        if transport is not None:  # --transport overrides general_settings.transport
+            config = attrs.evolve(config, transport=transport)
         server = RelayServer(config)
         for upstream in server.upstreams.values():
             print(f"  model {upstream.describe()}", flush=True)
+        print(f"  transport {config.transport}", flush=True)
         if not config.master_key:
             print(
                 "WARNING: no master_key (general_settings.master_key or RELAY_MASTER_KEY): "
@@ -72,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="LiteLLM-style YAML config; without it the built-in emulator is served")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument(
+        "--transport",
+        choices=TRANSPORT_NAMES,
+        help="WebSocket implementation for clients and upstream (default: general_settings.transport, "
+        "else trio-websocket); websockets is the faster sans-IO one",
+    )
     emu = sub.add_parser("emulator", help="run the Gemini Live emulator alone")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=9000)
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for warning in warnings:
                 print(f"relay: config warning: {warning}", file=sys.stderr)
-        _run(_serve, config, args.host, args.port)
+        _run(_serve, config, args.host, args.port, args.transport)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -18,6 +18,8 @@ import attrs
 import cattrs
 import yaml
 
+from relay.transport import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TransportName
+
 ENV_PREFIX = "os.environ/"
 DEFAULT_LOCATION = "us-central1"
 _PROVIDERS = ("vertex_ai", "gemini")
@@ -53,6 +55,8 @@ class Config:
     models: tuple[ModelEntry, ...]
     master_key: str | None = attrs.field(default=None, repr=False)
     source: str = "<embedded default>"
+    # The WebSocket implementation for both the client-facing server and the upstream connections.
+    transport: TransportName = DEFAULT_TRANSPORT
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -93,6 +97,7 @@ class _ModelListEntry:
 @attrs.define
 class _GeneralSettings:
     master_key: str | None = None
+    transport: str | None = None
 
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
@@ -331,7 +336,7 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
     warnings = [f"{path}: {key}: not used by the relay, ignored" for key in data if key not in _TOP_KEYS]
     errors: list[str] = []
 
-    master_key = _general_settings(data.get("general_settings"), path, env, warnings, errors)
+    master_key, transport = _general_settings(data.get("general_settings"), path, env, warnings, errors)
 
     raw_list = data.get("model_list")
     if raw_list is None:
@@ -376,7 +381,7 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
         raise ConfigError(
             f"{path}: model_list: no realtime model (every entry has a model_info.mode other than realtime)"
         )
-    return Config(models=tuple(models), master_key=master_key, source=path), warnings
+    return Config(models=tuple(models), master_key=master_key, source=path, transport=transport), warnings
 
 
 _TOP_KEYS = ("model_list", "general_settings")
@@ -384,16 +389,23 @@ _TOP_KEYS = ("model_list", "general_settings")
 
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
-) -> str | None:
+) -> tuple[str | None, TransportName]:
+    """(master_key, transport) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
     if raw is None:
-        return fallback
+        return fallback, DEFAULT_TRANSPORT
     if not isinstance(raw, Mapping):
         errors.append(f"{path}: general_settings: must be a mapping, got {_kind(raw)}")
-        return None
+        return None, DEFAULT_TRANSPORT
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
-        return None
+        return None, DEFAULT_TRANSPORT
+    return _master_key(settings, path, env, errors, fallback), _transport(settings, path, env, errors)
+
+
+def _master_key(
+    settings: _GeneralSettings, path: str, env: Mapping[str, str], errors: list[str], fallback: str | None
+) -> str | None:
     try:
         key = _resolve(settings.master_key, "master_key", env)
     except _Problem as p:
@@ -405,6 +417,21 @@ def _general_settings(
         errors.append(f"{path}: general_settings.master_key: must not be empty (remove it to run without a key)")
         return None
     return key
+
+
+def _transport(settings: _GeneralSettings, path: str, env: Mapping[str, str], errors: list[str]) -> TransportName:
+    try:
+        name = _resolve(settings.transport, "transport", env)
+    except _Problem as p:
+        errors.append(f"{path}: general_settings.{p.field}: {p.message}")
+        return DEFAULT_TRANSPORT
+    if name is None:
+        return DEFAULT_TRANSPORT
+    if name not in TRANSPORT_NAMES:
+        allowed = " or ".join(repr(n) for n in TRANSPORT_NAMES)
+        errors.append(f"{path}: general_settings.transport: must be {allowed}, got {name!r}")
+        return DEFAULT_TRANSPORT
+    return name  # type: ignore[return-value]  # checked against TRANSPORT_NAMES above
 
 
 def default_config(emulator_base: str, env: Mapping[str, str] = os.environ) -> Config:

@@ -15,7 +15,7 @@ from relay.models import caps_for
 from relay.session import Session
 from relay.session_config import Dialect
 from relay.translate import Translator
-from relay.transport import MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, serve
+from relay.transport import MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, get_transport
 from relay.upstream import Upstream
 
 log = logging.getLogger("relay.server")
@@ -59,11 +59,13 @@ class RelayServer:
         self.config = config
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
         self.active_sessions = 0
+        # One WebSocket implementation for both sides: clients here, Gemini in each Session.
+        self.transport = get_transport(config.transport)
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        await serve(self.handle, host, port, task_status=task_status)
+        await self.transport.serve(self.handle, host, port, task_status=task_status)
 
     def _authorized(self, req: HandshakeRequest) -> bool:
         expected = self.config.master_key
@@ -107,7 +109,7 @@ class RelayServer:
         self.active_sessions += 1
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
-            await Session(client, translator, upstream, label).run()
+            await Session(client, translator, upstream, label, self.transport.open_connection).run()
         except Exception:
             # A relay bug must not pass silently; the client sees the socket close with 1011.
             log.exception("%s session failed", label)

@@ -18,7 +18,7 @@ import orjson
 import trio
 
 from relay.translate import Output, Translator
-from relay.transport import HandshakeFailed, MessageSocket, SocketClosed, open_connection
+from relay.transport import HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
 from relay.upstream import Upstream, UpstreamAuthError
 
 log = logging.getLogger("relay.session")
@@ -38,8 +38,16 @@ class _Link:
 
 
 class Session:
-    def __init__(self, client: MessageSocket, translator: Translator, upstream: Upstream, label: str) -> None:
+    def __init__(
+        self,
+        client: MessageSocket,
+        translator: Translator,
+        upstream: Upstream,
+        label: str,
+        open_upstream: OpenConnection = open_connection,
+    ) -> None:
         self._client = client
+        self._open_upstream = open_upstream  # the configured transport's client side
         self._t = translator
         self._upstream = upstream
         self._label = label
@@ -126,7 +134,7 @@ class Session:
             return
         setup["setup"]["model"] = target.model_path
         try:
-            async with open_connection(target.url, list(target.headers)) as sock:
+            async with self._open_upstream(target.url, list(target.headers)) as sock:
                 link.socket = sock
                 try:
                     async with trio.open_nursery() as nursery:

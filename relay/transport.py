@@ -1,16 +1,19 @@
-"""The seam between a session and its two sockets.
+"""The seam between a session and its two sockets, and the trio-websocket transport behind it.
 
-The session, server and upstream code speak only to `MessageSocket`; trio-websocket (today) or a
-faster transport (later) sit behind it.  Nothing outside this module imports trio_websocket.
+The session, server and upstream code speak only to `MessageSocket`, `IncomingConnection` and the
+`Transport` chosen by `general_settings.transport` / `--transport`: trio-websocket (here, the default)
+or websockets' sans-IO core driven inline under trio (`relay.transport_ws`, 2-3x the messages per core).
+Nothing outside this module imports trio_websocket.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Protocol
+from typing import Literal, NoReturn, Protocol
 
 import attrs
 import trio
@@ -25,6 +28,10 @@ MAX_MESSAGE_SIZE = 2 * MAX_EVENT_SIZE
 RECEIVE_BUFFER_SIZE = 64 * 1024
 CONNECT_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
+
+TransportName = Literal["trio-websocket", "websockets"]
+TRANSPORT_NAMES: tuple[TransportName, ...] = ("trio-websocket", "websockets")
+DEFAULT_TRANSPORT: TransportName = "trio-websocket"
 
 
 class SocketClosed(Exception):
@@ -69,6 +76,19 @@ class HandshakeRequest:
         return None
 
 
+class IncomingConnection(Protocol):
+    """An upgrade request the server accepts (with an optional subprotocol) or rejects with an HTTP error."""
+
+    request: HandshakeRequest
+
+    async def accept(self, subprotocol: str | None = None) -> MessageSocket: ...
+
+    async def reject(self, status: int, body: bytes, content_type: str = "application/json") -> None: ...
+
+
+Handler = Callable[[IncomingConnection], Awaitable[None]]
+
+
 class TrioWebsocketSocket:
     """`MessageSocket` over a trio-websocket connection."""
 
@@ -96,7 +116,7 @@ class TrioWebsocketSocket:
             await self._ws.aclose(code, reason)
 
 
-class IncomingConnection:
+class TrioWebsocketIncoming:
     """An upgrade request the server accepts or rejects."""
 
     __slots__ = ("_request", "request")
@@ -115,20 +135,18 @@ class IncomingConnection:
         await self._request.reject(status, extra_headers=[(b"content-type", content_type.encode())], body=body)
 
 
-Handler = Callable[[IncomingConnection], Awaitable[None]]
-
-
 async def serve(
     handler: Handler,
     host: str,
     port: int,
     *,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve WebSocket upgrades on host:port; `task_status.started` gets the bound port."""
+    """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port."""
 
     async def on_request(request: tws.WebSocketRequest) -> None:
-        await handler(IncomingConnection(request))
+        await handler(TrioWebsocketIncoming(request))
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
@@ -137,7 +155,7 @@ async def serve(
                 on_request,
                 host,
                 port,
-                None,
+                ssl_context,
                 message_queue_size=64,
                 max_message_size=MAX_MESSAGE_SIZE,
                 receive_buffer_size=RECEIVE_BUFFER_SIZE,
@@ -157,32 +175,73 @@ async def open_connection(
 ) -> AsyncIterator[TrioWebsocketSocket]:
     """A client WebSocket for the duration of the block; `HandshakeFailed` if it cannot open."""
     opened = False
-    try:
-        async with tws.open_websocket_url(
-            url,
-            ssl_context,
-            extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-            message_queue_size=64,
-            max_message_size=MAX_MESSAGE_SIZE,
-            receive_buffer_size=RECEIVE_BUFFER_SIZE,
-            connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=CLOSE_TIMEOUT,
-        ) as ws:
-            opened = True
-            yield TrioWebsocketSocket(ws)
-    except tws.ConnectionRejected as exc:
-        if opened:
-            raise
+    # trio-websocket 0.12.2 raises ConnectionTimeout but then waits forever for its reader task when a server
+    # accepts TCP and never answers the upgrade; this scope cancels that wait (lifted once the socket is open).
+    with trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT + 1) as connecting:
+        try:
+            async with tws.open_websocket_url(
+                url,
+                ssl_context,
+                extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+                message_queue_size=64,
+                max_message_size=MAX_MESSAGE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                connect_timeout=CONNECT_TIMEOUT,
+                disconnect_timeout=CLOSE_TIMEOUT,
+            ) as ws:
+                opened = True
+                connecting.deadline = math.inf
+                yield TrioWebsocketSocket(ws)
+        except tws.HandshakeError as exc:
+            if opened:
+                raise
+            _handshake_failed(exc)
+        except (OSError, trio.BrokenResourceError) as exc:
+            if opened:
+                raise
+            _handshake_failed(exc)
+    if connecting.cancelled_caught and not opened:
+        raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s")
+
+
+def _handshake_failed(exc: Exception) -> NoReturn:
+    """The HandshakeFailed for an exception from trio-websocket's open_websocket_url."""
+    if isinstance(exc, tws.ConnectionRejected):
         body = (exc.body or b"").decode("utf-8", "replace")[:300]
         message = f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()
         raise HandshakeFailed(exc.status_code, message) from None
-    except tws.HandshakeError as exc:
-        if opened:
-            raise
-        cause = exc.__cause__ or exc.__context__
-        detail = f"{type(cause).__name__}: {cause}" if cause is not None else "handshake failed"
-        raise HandshakeFailed(None, f"upstream unreachable: {detail}") from None
-    except OSError as exc:
-        if opened:
-            raise
+    if isinstance(exc, tws.ConnectionTimeout):
+        # Also what a refused TLS certificate looks like here: trio-websocket's reader swallows the ssl error.
+        raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s") from None
+    if isinstance(exc, OSError):
         raise HandshakeFailed(None, f"upstream unreachable: {exc.strerror or exc}") from None
+    # HandshakeError wraps the network error; a failed TLS handshake (bad certificate, wrong host name)
+    # arrives as a BrokenResourceError caused by the ssl error.
+    cause = exc.__cause__ or exc.__context__
+    detail = f"{type(cause).__name__}: {cause}" if cause is not None else "handshake failed"
+    raise HandshakeFailed(None, f"upstream unreachable: {detail}") from None
+
+
+OpenConnection = Callable[..., AbstractAsyncContextManager[MessageSocket]]
+Serve = Callable[..., Awaitable[None]]
+
+
+@attrs.frozen
+class Transport:
+    """One WebSocket implementation behind the seam: its server and its client."""
+
+    name: TransportName
+    serve: Serve
+    open_connection: OpenConnection
+
+
+def get_transport(name: str) -> Transport:
+    """The transport called `name` (one of TRANSPORT_NAMES); ValueError otherwise."""
+    if name == "trio-websocket":
+        return Transport("trio-websocket", serve, open_connection)
+    if name == "websockets":
+        # Imported on demand: relay.transport_ws builds on this module's seam types.
+        from relay import transport_ws
+
+        return Transport("websockets", transport_ws.serve, transport_ws.open_connection)
+    raise ValueError(f"unknown transport {name!r}; expected one of {', '.join(TRANSPORT_NAMES)}")

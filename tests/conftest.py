@@ -6,7 +6,7 @@ import pytest
 from hypothesis import settings
 
 from tests.schemas import validate_gemini
-from tests.stack import Stack
+from tests.stack import TRANSPORTS, Stack
 
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -14,10 +14,11 @@ settings.register_profile("long", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     s = Stack(
         tmp_path_factory.mktemp("stack"),
+        transport=request.param,
         extra_models=[
             {
                 "model_name": "studio_bad_key",

@@ -19,6 +19,8 @@ from relay.server import RelayServer
 from tests.tokenserver import TokenServer, write_service_account
 
 MASTER_KEY = "sk-relay-test-master-key"
+# The relay's WebSocket transports (general_settings.transport): every end-to-end module runs on each.
+TRANSPORTS = ["trio-websocket", "websockets"]
 
 
 class Stack:
@@ -29,8 +31,11 @@ class Stack:
         master_key: str | None = MASTER_KEY,
         extra_models: list[dict] = (),
         emulator_options: dict[str, Any] | None = None,
+        transport: str = "trio-websocket",
     ) -> None:
         self.tmp = tmp
+        # The relay's WebSocket transport (general_settings.transport); the emulator always uses trio-websocket.
+        self.transport = transport
         self.emulator_options = emulator_options or {}
         self.master_key = master_key
         self.extra_models = list(extra_models)
@@ -85,9 +90,10 @@ class Stack:
             if params.get("api_base") == "EMULATOR":
                 params["api_base"] = f"ws://127.0.0.1:{self.emulator_port}"
             models.append({**extra, "litellm_params": params})
-        doc: dict[str, Any] = {"model_list": models}
+        settings: dict[str, Any] = {"transport": self.transport}
         if self.master_key:
-            doc["general_settings"] = {"master_key": self.master_key}
+            settings["master_key"] = self.master_key
+        doc: dict[str, Any] = {"model_list": models, "general_settings": settings}
         path = self.tmp / "config.yaml"
         path.write_text(yaml.safe_dump(doc))
         return str(path)

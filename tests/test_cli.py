@@ -69,13 +69,11 @@ def node_ws() -> Path:
     return NODE_DIR
 
 
-def test_default_serve_answers_litellms_documented_node_client(node_ws):
-    with relay_process() as (_, port, banner):
-        assert "built-in Gemini Live emulator" in banner
-        assert f"ws://127.0.0.1:{port}/v1/realtime" in banner
-        url = f"ws://0.0.0.0:{port}/v1/realtime?model=vertex_gemini_live_text"
-        out = subprocess.run(["node", "seed.js"], cwd=node_ws, env={**os.environ, "RELAY_URL": url},
-                             capture_output=True, text=True, timeout=30)
+def assert_seed_client_gets_an_echo(node_ws: Path, port: int) -> None:
+    """LiteLLM's documented node `ws` client against the embedded emulator: the full event sequence."""
+    url = f"ws://0.0.0.0:{port}/v1/realtime?model=vertex_gemini_live_text"
+    out = subprocess.run(["node", "seed.js"], cwd=node_ws, env={**os.environ, "RELAY_URL": url},
+                         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     printed = out.stdout
     types = re.findall(r"^  type: '([a-z_.]+)'", printed, re.M)
@@ -86,6 +84,20 @@ def test_default_serve_answers_litellms_documented_node_client(node_ws):
     ]
     deltas = re.findall(r"^  delta: '(.*)'", printed, re.M)
     assert "".join(deltas) == "Echo: hey there!"
+
+
+def test_default_serve_answers_litellms_documented_node_client(node_ws):
+    with relay_process() as (_, port, banner):
+        assert "built-in Gemini Live emulator" in banner
+        assert f"ws://127.0.0.1:{port}/v1/realtime" in banner
+        assert "transport trio-websocket" in banner
+        assert_seed_client_gets_an_echo(node_ws, port)
+
+
+def test_serve_on_the_websockets_transport_answers_the_node_client(node_ws):
+    with relay_process("--transport", "websockets") as (_, port, banner):
+        assert "transport websockets" in banner
+        assert_seed_client_gets_an_echo(node_ws, port)
 
 
 def test_default_serve_with_the_openai_sdk_and_a_master_key():

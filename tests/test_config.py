@@ -465,6 +465,29 @@ def test_master_key_fallback(tmp_path: Path) -> None:
     assert load(tmp_path, with_key, {"RELAY_MASTER_KEY": "sk-env"})[0].master_key == "sk-cfg"
 
 
+def test_transport_setting(tmp_path: Path) -> None:
+    text = one_model("model: vertex_ai/m\n")
+    assert load(tmp_path, text)[0].transport == "trio-websocket"
+    assert load(tmp_path, text + "general_settings: {master_key: sk-1}\n")[0].transport == "trio-websocket"
+    chosen = load(tmp_path, text + "general_settings: {transport: websockets, master_key: sk-1}\n")[0]
+    assert (chosen.transport, chosen.master_key) == ("websockets", "sk-1")
+    from_env = text + "general_settings: {transport: os.environ/RELAY_T}\n"
+    assert load(tmp_path, from_env, {"RELAY_T": "trio-websocket"})[0].transport == "trio-websocket"
+    assert default_config("http://127.0.0.1:1").transport == "trio-websocket"
+    path = write(tmp_path, text + "general_settings: {transport: wsproto}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f"{path}: general_settings.transport: must be 'trio-websocket' or 'websockets', got 'wsproto'"
+    )
+    assert error(tmp_path, text + "general_settings: {transport: 3}\n").endswith(
+        "general_settings.transport: must be a string, got int"
+    )
+    # Reported together with the other settings' problems.
+    both = error(tmp_path, text + "general_settings: {transport: x, master_key: ''}\n")
+    assert "general_settings.master_key: must not be empty" in both and "general_settings.transport" in both
+
+
 # --- secrets ----------------------------------------------------------------------------------------
 
 

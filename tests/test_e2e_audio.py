@@ -48,10 +48,10 @@ def speak(c, pcm: bytes, chunk_ms: int = CHUNK_MS, bytes_per_ms: int = 48) -> No
         c.send({"type": "input_audio_buffer.append", "audio": chunk})
 
 
-@pytest.fixture(scope="module")
-def slow_stack(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["trio-websocket", "websockets"])
+def slow_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """Replies paced slowly enough that a client can barge in or cancel mid-reply."""
-    s = Stack(tmp_path_factory.mktemp("slow"), emulator_options={"chunk_delay": 0.25}).start()
+    s = Stack(tmp_path_factory.mktemp("slow"), emulator_options={"chunk_delay": 0.25}, transport=request.param).start()
     yield s
     s.stop()
 
