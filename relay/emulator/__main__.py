@@ -27,6 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--echo-audio", action="store_true", help="benchmark mode: send every input audio chunk straight back"
     )
+    parser.add_argument(
+        "--reply-audio-chunks", type=int, default=0, metavar="N",
+        help="benchmark: every audio reply is exactly N chunks of --audio-chunk-ms (0 = by word count)",
+    )
+    parser.add_argument(
+        "--transport", choices=("trio-websocket", "websockets"), default="trio-websocket",
+        help="WebSocket implementation to serve with (websockets: the relay's faster sans-IO transport)",
+    )
     args = parser.parse_args(argv)
     options = EmulatorOptions(
         bearer_token=args.bearer_token,
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         vad_silence_ms=args.vad_silence_ms,
         vad_max_speech_ms=args.vad_max_speech_ms,
         echo_audio=args.echo_audio,
+        reply_audio_chunks=args.reply_audio_chunks,
+        transport=args.transport,
     )
     try:
         trio.run(partial(run_emulator, args.host, args.port, options))

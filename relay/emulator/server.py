@@ -47,6 +47,17 @@ reply to audio (``activityStart``/``activityEnd`` are accepted in manual mode bu
 no ``turnComplete`` follows; text turns are answered as usual. Echoed audio messages are not kept
 in ``Emulator.received``, since a benchmark streams tens of thousands of them.
 
+Fixed-length audio replies (``EmulatorOptions.reply_audio_chunks`` = N, the benchmark's long
+reply): every AUDIO reply is exactly N chunks of ``audio_chunk_ms`` of tone (N x 4,800 bytes at the
+default 100 ms), whatever its text; the reply text and its usage are unchanged, and the
+``outputTranscription`` pieces are spread evenly over the N chunks (piece k of the reply's words
+goes just before the chunk in which word k's share of the audio starts). Text replies are not
+affected, and neither is echo mode, so one emulator serves every benchmark scenario.
+
+Transport (``EmulatorOptions.transport``): ``trio-websocket`` (the default) or ``websockets``, the
+relay's own sans-IO transport (``relay.transport_ws``), which a benchmark uses so that the emulator
+costs less per message than the relay it measures. The behaviour on the wire is the same.
+
 Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChunks``):
 
 * ``audio/pcm;rate=N`` is 16-bit little-endian mono PCM at N Hz (16000 without ``rate``); other
@@ -92,6 +103,11 @@ Fault triggers, written anywhere in the user text of a turn:
 * ``[fault:binary]``: send every frame of this turn as a binary WebSocket message (UTF-8 JSON).
 * ``[fault:goaway]``: send ``{"goAway": {"timeLeft": "50s"}}`` before the reply.
 * ``[fault:slow]``: wait 0.5 s between the reply chunks of this turn.
+* ``[fault:cancel-tools]``: send ``toolCallCancellation`` right after this turn's tool calls.
+
+Function calling (``relay/emulator/tools.py``): a user text turn that names a function declared in
+``setup.tools`` is answered with a ``toolCall`` (deterministic arguments); once a ``toolResponse``
+answers every call, the model continues by itself with ``Result: <name> <response JSON>``.
 """
 
 from __future__ import annotations
@@ -99,14 +115,19 @@ from __future__ import annotations
 import logging
 import ssl
 from functools import partial
+from typing import TYPE_CHECKING
 
 import attrs
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from .seam import SeamWebSocket
 from .session import ResumeState, Session
 from .wire import INTERNAL_ERROR, Backend, Endpoint, parse_target
+
+if TYPE_CHECKING:
+    from relay.transport import IncomingConnection
 
 __all__ = ["Emulator", "EmulatorOptions", "run_emulator"]
 
@@ -140,6 +161,13 @@ class EmulatorOptions:
     #: Benchmark mode: send every input audio chunk straight back as a ``modelTurn`` ``inlineData``
     #: part (same mimeType, same base64 string) instead of detecting speech and answering turns.
     echo_audio: bool = False
+    #: Benchmark: every AUDIO reply is exactly this many ``audio_chunk_ms`` chunks of tone, whatever
+    #: its text (0 = ``MS_PER_WORD`` per word); the transcript is spread evenly over that audio.
+    reply_audio_chunks: int = 0
+    #: The WebSocket implementation serving connections: ``trio-websocket``, or ``websockets``
+    #: (the relay's sans-IO transport, ``relay.transport_ws``) so that a benchmark's load side
+    #: costs less per message than the relay it measures.
+    transport: str = "trio-websocket"
 
 
 _DEFAULT_OPTIONS = EmulatorOptions()
@@ -178,6 +206,16 @@ class Emulator:
         ``ssl_context`` turns on TLS (``wss://``); the google-genai SDK only speaks ``wss``.
         """
         async with trio.open_nursery() as nursery:
+            if self.options.transport != "trio-websocket":
+                # Imported on demand: the seam and its transports are the relay's, not needed otherwise.
+                from relay.transport import get_transport
+
+                transport = get_transport(self.options.transport)
+                bound = await nursery.start(
+                    partial(transport.serve, self._handle_seam, host, port, ssl_context=ssl_context)
+                )
+                task_status.started(bound)
+                return
             server = await nursery.start(
                 partial(
                     serve_websocket,
@@ -217,24 +255,46 @@ class Emulator:
             if endpoint is None:
                 await request.reject(404, body=_error_body(404, "NOT_FOUND", "Not Found"))
                 return
-            if not self._authorized(request, endpoint):
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+            if not self._authorized(headers, endpoint):
                 body = _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                 await request.reject(401, body=body)
                 return
             ws = await request.accept()
         except ConnectionClosed:
             return
+        await self._run_session(ws, endpoint)
+
+    async def _handle_seam(self, conn: IncomingConnection) -> None:
+        """The same as ``_handle`` for a connection from a ``relay.transport`` seam server."""
+        from relay.transport import SocketClosed
+
+        endpoint = parse_target(conn.request.path)
+        try:
+            if endpoint is None:
+                await conn.reject(404, _error_body(404, "NOT_FOUND", "Not Found"))
+                return
+            headers = {name.lower(): value for name, value in conn.request.headers}
+            if not self._authorized(headers, endpoint):
+                body = _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+                await conn.reject(401, body)
+                return
+            sock = await conn.accept()
+        except SocketClosed:
+            return
+        await self._run_session(SeamWebSocket(sock), endpoint)
+
+    async def _run_session(self, ws: WebSocketConnection | SeamWebSocket, endpoint: Endpoint) -> None:
         self.connections += 1
         try:
-            await Session(self, ws, endpoint).run()
+            await Session(self, ws, endpoint).run()  # type: ignore[arg-type]  # SeamWebSocket has the API used
         except Exception:
             # One broken session must not take the whole server (and every other test) down.
             log.exception("emulator: session crashed")
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await ws.aclose(*INTERNAL_ERROR)
 
-    def _authorized(self, request: WebSocketRequest, endpoint: Endpoint) -> bool:
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+    def _authorized(self, headers: dict[str, str], endpoint: Endpoint) -> bool:
         if endpoint.backend is Backend.VERTEX:
             token = self.options.bearer_token
             if token is None:

@@ -14,6 +14,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from .audio import InputAudio, audio_blobs, decode_data, parse_rate, transcript_text, turn_ms
 from .history import audio_turn_transcript, last_user_text, model_turn, prompt_tokens, spoken_turn
 from .setup import ResumeState, SessionConfig, parse_setup
+from .tools import calls_in, declared_functions, result_text, valid_function_responses
 from .wire import (
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
@@ -67,6 +68,8 @@ class _Reply:
     finished: bool = False
     sent_text: str = ""
     done: trio.Event = attrs.Factory(trio.Event)
+    # A continuation after a toolResponse says this text instead of echoing the user.
+    text: str | None = None
 
 
 class Session:
@@ -89,6 +92,10 @@ class Session:
         self._send_lock = trio.Lock()
         self._reply: _Reply | None = None
         self._nursery: trio.Nursery | None = None
+        self._functions: dict[str, dict[str, Any]] = {}  # declared tools: name → parameters
+        self._pending_calls: dict[str, str] = {}  # call id → name, awaiting a toolResponse
+        self._tool_results: list[dict[str, Any]] = []
+        self._calls_made = 0
 
     async def run(self) -> None:
         """Serve the connection; returns once it is closed."""
@@ -137,7 +144,8 @@ class Session:
             await self._on_realtime_input(body)
         elif key == "contextUpdate" and "systemInstruction" in body:
             self._config.system_instruction = body["systemInstruction"]
-        # toolResponse: recorded in ``received`` only; tool calls are not emulated yet.
+        elif key == "toolResponse":
+            await self._on_tool_response(body)
 
     async def _on_setup(self, body: Any) -> None:
         if self._config is not None:
@@ -152,6 +160,7 @@ class Session:
         else:
             self._session_id = self._emulator.new_session_id()
         self._config = config
+        self._functions = declared_functions(body) if isinstance(body, dict) else {}
         self._input = InputAudio(
             config.input_settings,
             threshold=self._options.vad_threshold,
@@ -257,13 +266,55 @@ class Session:
             after = self._reply
         self._start_reply(transcript, audio_turn=spoken_turn(ms, transcript), after=after)
 
+    # -- tools ---------------------------------------------------------------------------------
+
+    async def _call_tools(self, reply: _Reply, user_text: str) -> bool:
+        """A turn that names declared functions is answered with a toolCall (relay/emulator/tools.py)."""
+        calls = calls_in(user_text, self._functions) if self._functions else []
+        if not calls:
+            return False
+        function_calls = []
+        for name, args in calls:
+            self._calls_made += 1
+            call_id = f"function-call-{self._session_id}-{self._calls_made}"
+            self._pending_calls[call_id] = name
+            function_calls.append({"id": call_id, "name": name, "args": args})
+        self._tool_results = []
+        await self._send({"toolCall": {"functionCalls": function_calls}}, binary=reply.binary)
+        reply.finished = True
+        if Fault.CANCEL_TOOLS in find_faults(user_text):
+            ids = list(self._pending_calls)
+            self._pending_calls.clear()
+            await self._send({"toolCallCancellation": {"ids": ids}}, binary=reply.binary)
+        return True
+
+    async def _on_tool_response(self, body: dict[str, Any]) -> None:
+        responses = valid_function_responses(body)
+        if responses is None:
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        for r in responses:
+            call_id = r.get("id") or next((c for c, n in self._pending_calls.items() if n == r["name"]), None)
+            if call_id in self._pending_calls:
+                del self._pending_calls[call_id]
+                self._tool_results.append(r)
+        self._history.append({"role": "user", "parts": [{"functionResponse": r} for r in responses]})
+        if not self._pending_calls and self._tool_results:
+            # Gemini continues by itself once every call is answered.
+            results, self._tool_results = self._tool_results, []
+            self._start_reply("", text=result_text(results))
+
     # -- replies -------------------------------------------------------------------------------
 
     def _start_reply(
-        self, user_text: str, *, audio_turn: dict[str, Any] | None = None, after: _Reply | None = None
+        self,
+        user_text: str,
+        *,
+        audio_turn: dict[str, Any] | None = None,
+        after: _Reply | None = None,
+        text: str | None = None,
     ) -> None:
         assert self._nursery is not None
-        reply = _Reply(scope=trio.CancelScope(), after=after, audio_turn=audio_turn)
+        reply = _Reply(scope=trio.CancelScope(), after=after, audio_turn=audio_turn, text=text)
         self._reply = reply
         self._nursery.start_soon(self._run_reply, reply, user_text)
 
@@ -325,7 +376,9 @@ class Session:
         delay = _SLOW_DELAY if Fault.SLOW in faults else self._options.chunk_delay
         if Fault.GOAWAY in faults:
             await self._send({"goAway": {"timeLeft": "50s"}}, binary=reply.binary)
-        text = cap_words(f"Echo: {user_text}", self._config.max_output_tokens)
+        if reply.text is None and await self._call_tools(reply, user_text):
+            return
+        text = cap_words(reply.text if reply.text is not None else f"Echo: {user_text}", self._config.max_output_tokens)
         wait: float | None = None  # None before the first frame
         for message, covered in self._reply_frames(text):
             if wait is not None:
@@ -376,6 +429,7 @@ class Session:
             self._options.audio_chunk_ms,
             self._config.output_transcription,
             self._config.tone_hz,
+            self._options.reply_audio_chunks,
         )
 
     # -- I/O -----------------------------------------------------------------------------------

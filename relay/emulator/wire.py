@@ -164,6 +164,7 @@ class Fault(enum.Enum):
     BINARY = "binary"
     GOAWAY = "goaway"
     SLOW = "slow"
+    CANCEL_TOOLS = "cancel-tools"
 
 
 _FAULT_MARKER = re.compile(r"\[fault:([a-z0-9-]+)\]")
@@ -250,22 +251,29 @@ def text_reply_frames(reply: str, words_per_chunk: int) -> Iterator[tuple[dict[s
 
 
 def audio_reply_frames(
-    reply: str, words_per_chunk: int, chunk_ms: int, transcribe: bool, hz: int = DEFAULT_TONE_HZ
+    reply: str,
+    words_per_chunk: int,
+    chunk_ms: int,
+    transcribe: bool,
+    hz: int = DEFAULT_TONE_HZ,
+    chunks: int = 0,
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """AUDIO-modality reply messages, each paired with the reply text it covers.
 
-    Audio lasts ``MS_PER_WORD`` per word. A transcription piece is sent just before the audio
+    Audio lasts ``MS_PER_WORD`` per word, or exactly ``chunks`` chunks when that is positive (the
+    words are then spread evenly over it). A transcription piece is sent just before the audio
     chunk in which its first word starts, which keeps transcript and audio in step like the real
     service. Without transcription the covered text rides along with that audio chunk (it is
     only used to record the model turn in the history).
     """
+    step = max(1, SAMPLE_RATE * chunk_ms // 1000)
+    words = count_words(reply)
+    total = chunks * step if chunks > 0 else words * SAMPLES_PER_WORD
     pieces: list[tuple[int, str]] = []
     word = 0
     for piece in chunk_text(reply, words_per_chunk):
-        pieces.append((word * SAMPLES_PER_WORD, piece))
+        pieces.append((word * total // max(1, words) if chunks > 0 else word * SAMPLES_PER_WORD, piece))
         word += count_words(piece)
-    total = word * SAMPLES_PER_WORD
-    step = max(1, SAMPLE_RATE * chunk_ms // 1000)
     next_piece = 0
     for start in range(0, total, step):
         carried = ""

@@ -87,6 +87,7 @@ class Responding:
         self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
         self._usage = None
         if send:
+            self._tools.create_absorbed = False  # a new generation: the tool turn is over
             turns, self._pending_turns = self._pending_turns, []
             self._send_turns(turns)
 

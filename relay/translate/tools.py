@@ -37,7 +37,9 @@ class ToolState:
         self.turn_keys: set[str] = set()  # to drop duplicate calls within a turn (pitfall 7)
         self.outputs: dict[str, dict[str, Any]] = {}  # call_id → functionResponse, not yet sent
         self.awaiting_continuation = False  # toolResponse sent, Gemini's answer not started
-        self.continuation_response: str | None = None  # response id adopted for the continuation
+        # The client's response.create after its outputs belongs to Gemini's continuation, whether
+        # that has not started, is streaming, or already finished: it must not start another.
+        self.create_absorbed = False
 
 
 def function_response(call: Call, output: str | None, send_id: bool) -> dict[str, Any]:
@@ -121,28 +123,24 @@ class ToolCalls:
         self._ensure_upstream()
         self._send_upstream({"toolResponse": {"functionResponses": responses}})
         tools.awaiting_continuation = True
+        tools.create_absorbed = True
 
     def _adopt_continuation(self, params: dict[str, Any]) -> bool:
         """response.create after tool outputs: Gemini is already answering, so this response is
         the continuation (True) rather than a new generation."""
         tools = self._tools
         self._flush_tool_outputs(force=True)
-        r = self._response
-        if r is not None and not r.finished and r.id == tools.continuation_response:
-            return True  # the continuation started before the client asked: nothing more to do
-        if not tools.awaiting_continuation or self._pending_turns:
+        if not tools.create_absorbed or self._pending_turns:
             return False
-        tools.awaiting_continuation = False
-        self._start_response(params, send=False)
-        tools.continuation_response = self._response.id if self._response is not None else None
+        tools.create_absorbed = False
+        if tools.awaiting_continuation:
+            tools.awaiting_continuation = False
+            self._start_response(params, send=False)
         return True
 
     def _continuation_started(self) -> None:
         """Gemini's output after a toolResponse arrived before any response.create."""
-        tools = self._tools
-        if tools.awaiting_continuation and self._response is not None:
-            tools.awaiting_continuation = False
-            tools.continuation_response = self._response.id
+        self._tools.awaiting_continuation = False
 
 
 def declarations(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
