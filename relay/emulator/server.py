@@ -158,6 +158,9 @@ class EmulatorOptions:
     vad_silence_ms: int = 500
     #: Speech is cut into a turn once it lasts this long (0 = no limit).
     vad_max_speech_ms: int = 0
+    #: What the emulator "hears" in every spoken turn, instead of ``"audio <N> ms"`` (so a voice
+    #: turn can name a tool, e.g. ``"get_time please"``).
+    audio_transcript: str | None = None
     #: Benchmark mode: send every input audio chunk straight back as a ``modelTurn`` ``inlineData``
     #: part (same mimeType, same base64 string) instead of detecting speech and answering turns.
     echo_audio: bool = False

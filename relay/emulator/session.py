@@ -258,7 +258,7 @@ class Session:
         if self._options.echo_audio:
             return  # echo mode never answers audio (an activityEnd in manual mode lands here)
         ms = turn_ms(duration_us)
-        transcript = transcript_text(ms)
+        transcript = self._options.audio_transcript or transcript_text(ms)
         after = None
         if self._config.input_settings.interrupts:
             await self._interrupt()
