@@ -48,6 +48,8 @@ class ModelEntry:
     api_key: str | None = attrs.field(default=None, repr=False)
     api_version: str | None = None
     upstream_auth: Literal["google", "none"] = "google"
+    # None: the model table's default (no `id` in tool responses to Vertex, which has rejected it)
+    function_response_id: bool | None = None
 
 
 @attrs.frozen
@@ -80,6 +82,7 @@ class _LitellmParams:
     api_key: str | None = None
     api_version: str | None = None
     upstream_auth: str | None = None
+    function_response_id: bool | None = None
 
 
 @attrs.define
@@ -101,7 +104,9 @@ class _GeneralSettings:
 
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
-_STRING_PARAMS = tuple(f.name for f in attrs.fields(_LitellmParams) if f.name != "vertex_credentials")
+_STRING_PARAMS = tuple(
+    f.name for f in attrs.fields(_LitellmParams) if f.name not in ("vertex_credentials", "function_response_id")
+)
 
 
 class _Problem(Exception):
@@ -125,6 +130,13 @@ def _make_converter() -> cattrs.Converter:
         raise TypeError(f"must be a string, got {_kind(value)}")
 
     conv.register_structure_hook(str, strict_str)
+
+    def strict_bool(value: Any, _: type) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"must be true or false, got {_kind(value)}")
+
+    conv.register_structure_hook(bool, strict_bool)
 
     def mapping_first(cl: type) -> Callable[[Any, type], Any]:
         inner = cattrs.gen.make_dict_structure_fn(cl, conv)
@@ -303,6 +315,7 @@ def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[st
         api_key=key,
         api_version=version,
         upstream_auth=auth,  # type: ignore[arg-type]  # checked above
+        function_response_id=p.function_response_id,
     )
 
 

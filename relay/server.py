@@ -6,6 +6,7 @@ import hmac
 import logging
 from urllib.parse import parse_qs, urlsplit
 
+import attrs
 import orjson
 import trio
 
@@ -103,7 +104,10 @@ class RelayServer:
         entry = self.config.model(model)
         assert entry is not None
         ids = SessionIds()
-        translator = Translator(ids, caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini"),
+        caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini")
+        if entry.function_response_id is not None:
+            caps = attrs.evolve(caps, function_response_id=entry.function_response_id)
+        translator = Translator(ids, caps,
                                 dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE)
         label = f"[{translator.session.id} {model}]"
         self.active_sessions += 1

@@ -541,3 +541,11 @@ def test_default_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_config("http://127.0.0.1:1").models[0].api_base == "ws://127.0.0.1:1"
     with pytest.raises(ConfigError):
         default_config("ftp://nope")
+
+
+def test_function_response_id_flag(tmp_path: Path) -> None:
+    assert load(tmp_path, one_model("model: vertex_ai/m\n"))[0].models[0].function_response_id is None
+    on = load(tmp_path, one_model("model: vertex_ai/m\nfunction_response_id: true\n"))[0]
+    assert on.models[0].function_response_id is True
+    assert "function_response_id" in error(
+        tmp_path, one_model("model: vertex_ai/m\nfunction_response_id: sometimes\n"))

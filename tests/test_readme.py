@@ -25,7 +25,7 @@ def run_example(code: str, port: int, tmp_path: Path, *args: str) -> str:
 
 
 def test_readme_has_the_examples_we_run():
-    assert len(BLOCKS) == 3
+    assert len(BLOCKS) == 4
 
 
 def test_readme_sdk_examples_print_the_reply(tmp_path):
@@ -48,3 +48,9 @@ def test_readme_wav_example_saves_the_spoken_reply(tmp_path):
     with wave.open(str(reply)) as w:
         assert w.getframerate() == 24000
         assert w.getnframes() == 4 * 60 * 24  # four words of 60 ms from the emulator
+
+
+def test_readme_tool_example_calls_the_tool_and_prints_the_reply(tmp_path):
+    with relay_process() as (_, port, _banner):
+        out = run_example(BLOCKS[3], port, tmp_path)
+    assert out.splitlines() == ["model calls get_time({'zone': 'example'})", 'Result: get_time {"time":"12:00"}']
