@@ -13,11 +13,14 @@ from collections.abc import Sequence
 
 import trio
 from websockets.exceptions import ProtocolError
-from websockets.frames import BINARY, CLOSE, CONT, TEXT, Frame
+from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, SEND_EOF
 from websockets.protocol import Protocol as WsProtocol
 
 from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed
+
+# Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
+TEXT, BINARY, CONT, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
 # websockets logs every connection opened and closed at INFO; the relay logs sessions itself.
 protocol_log = logging.getLogger("relay.transport_ws.protocol")
