@@ -308,3 +308,24 @@ def test_input_audio_buffer_clear_answers_cleared(stack):
         assert c.until("input_audio_buffer.cleared")[-1]["type"] == "input_audio_buffer.cleared"
         c.send({"type": "input_audio_buffer.commit"})
         assert c.until("error")[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+def test_beta_input_transcription_lands_on_the_user_item(stack):
+    with sdk_beta(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"modalities": ["text"], "turn_detection": None,
+                                                       "input_audio_transcription": {"model": "whisper-1"}}})
+        c.recv()
+        speak(c, sine(700).tobytes())
+        c.send({"type": "input_audio_buffer.commit"})
+        committed = c.until("input_audio_buffer.committed")[-1]
+        c.send({"type": "response.create"})
+        events = c.until("response.done")
+        if not any(e["type"] == "conversation.item.input_audio_transcription.completed" for e in events):
+            events += c.until("conversation.item.input_audio_transcription.completed")
+    deltas = [e for e in events if e["type"] == "conversation.item.input_audio_transcription.delta"]
+    completed = next(e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert {d["item_id"] for d in deltas} == {committed["item_id"]} == {completed["item_id"]}
+    assert "".join(d["delta"] for d in deltas).strip() == completed["transcript"] == "audio 700 ms"
+    assert completed["usage"] == {"type": "duration", "seconds": 0.7}
+    assert "".join(e["delta"] for e in events if e["type"] == "response.text.delta") == "Echo: audio 700 ms"

@@ -145,4 +145,7 @@ class SchemaConverter:
 def to_gemini_schema(parameters: Any) -> tuple[dict[str, Any], set[str]]:
     """The Gemini `parameters` for an OpenAI tool's JSON Schema, and the keywords dropped."""
     conv = SchemaConverter(parameters if isinstance(parameters, dict) else {})
-    return conv.convert(parameters), conv.dropped
+    out = conv.convert(parameters)
+    if "type" not in out and "anyOf" not in out:
+        out["type"] = "OBJECT"  # function parameters are an object, even when the schema said nothing usable
+    return out, conv.dropped
