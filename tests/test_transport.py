@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -28,6 +26,7 @@ from relay.transport import (
     SocketClosed,
     get_transport,
 )
+from tests.tls import localhost_contexts
 
 Start = Callable[..., Awaitable[int]]
 PAIRS = [(server, client) for server in TRANSPORT_NAMES for client in TRANSPORT_NAMES]
@@ -501,35 +500,7 @@ async def test_invalid_utf8_and_oversized_messages_close_the_connection(start: S
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server, client) contexts for a self-signed 127.0.0.1 certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("tls")
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(directory / "cert.pem", directory / "key.pem")
-    client = ssl.create_default_context(cadata=cert.public_bytes(serialization.Encoding.PEM).decode())
-    return server, client
+    return localhost_contexts(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.parametrize(("server", "client"), PAIRS, ids=pair_ids)
