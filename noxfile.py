@@ -37,10 +37,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The audio streaming benchmark with its default sweep; writes bench/results.md and bench/results.json.
+    """Every benchmark scenario and the Targets table (`relay bench all`); writes bench/results.md and .json.
 
-    Not in the default sessions: it takes a few minutes and wants an otherwise idle machine.
-    Options go after `--`, e.g. `nox -s bench -- --sessions 1 10 --seconds 5`.
+    Not in the default sessions: it takes about 10-15 minutes and wants an otherwise idle machine.
+    Options go after `--`: `nox -s bench -- --peer litellm` also measures LiteLLM's proxy (installed into
+    .bench-venvs/litellm by the benchmark itself), `--transports websockets` runs one relay transport.
     """
     session.install("-e", ".[test]")
-    session.run("python", "-m", "relay", "bench", "audio", *session.posargs)
+    session.run("python", "-m", "relay", "bench", "all", *session.posargs)

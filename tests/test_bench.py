@@ -1,7 +1,8 @@
-"""The benchmark harness: the emulator's echo mode, the chunk framing, and a tiny end-to-end run.
+"""The benchmark harness: the emulator's benchmark options, the chunk framing, the targets table, and a tiny
+end-to-end run of every scenario.
 
-The run is a functional smoke test (every chunk comes back unaltered, the report has its numbers);
-timings are never asserted here, they are what the benchmark reports.
+The runs are functional smoke tests (every chunk comes back unaltered, the report has its sections and
+numbers); timings are never asserted here, they are what the benchmark reports.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from trio_websocket import open_websocket_url
 
 from relay.__main__ import main as relay_main
 from relay.bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
+from relay.bench.report import ScenarioResult
+from relay.bench.targets import evaluate
 from relay.emulator import Emulator, EmulatorOptions
 from tests.test_emulator import TEXT_SETUP, VERTEX, VERTEX_MODEL, expect_close, recv, send, user_turn
 
@@ -110,6 +113,44 @@ async def test_without_echo_mode_audio_is_not_echoed(nursery: trio.Nursery) -> N
     assert any(set(m.get("realtimeInput", {})) == {"audio"} for m in emulator.received)
 
 
+async def test_fixed_length_audio_replies(nursery: trio.Nursery) -> None:
+    """reply_audio_chunks: every AUDIO reply is exactly N chunks, the transcript spread over them."""
+    emulator = Emulator(EmulatorOptions(reply_audio_chunks=7, audio_chunk_ms=100))
+    port = await nursery.start(partial(emulator.serve, "127.0.0.1", 0))
+    setup = {"setup": {"model": VERTEX_MODEL, "generationConfig": {"responseModalities": ["AUDIO"]},
+                       "outputAudioTranscription": {}}}
+    async with open_websocket_url(f"ws://127.0.0.1:{port}{VERTEX}") as ws:
+        await send(ws, setup)
+        assert await recv(ws) == {"setupComplete": {}}
+        for text in ("hi", "a much longer turn with many more words than the reply has audio chunks for"):
+            await send(ws, user_turn(text))
+            sizes, transcript = [], ""
+            while True:
+                content = (await recv(ws))["serverContent"]
+                for part in content.get("modelTurn", {}).get("parts", []):
+                    sizes.append(len(base64.b64decode(part["inlineData"]["data"])))
+                transcript += content.get("outputTranscription", {}).get("text", "")
+                if content.get("turnComplete"):
+                    break
+            assert sizes == [4800] * 7
+            assert transcript == f"Echo: {text}"
+
+
+async def test_emulator_over_the_websockets_transport(nursery: trio.Nursery) -> None:
+    emulator = Emulator(EmulatorOptions(echo_audio=True, transport="websockets"))
+    port = await nursery.start(partial(emulator.serve, "127.0.0.1", 0))
+    async with open_websocket_url(f"ws://127.0.0.1:{port}{VERTEX}") as ws:
+        await send(ws, TEXT_SETUP)
+        assert await recv(ws) == {"setupComplete": {}}
+        data = ChunkMaker()(3, 4)
+        await send(ws, audio(data))
+        assert await recv(ws) == echo_of(data)
+        await send(ws, user_turn("hi"))
+        reply = [await recv(ws) for _ in range(3)]
+        assert reply[0]["serverContent"]["modelTurn"]["parts"][0]["text"] == "Echo: hi"
+        assert reply[-1]["serverContent"]["turnComplete"] is True
+
+
 # -- chunk framing -----------------------------------------------------------------------------
 
 
@@ -136,37 +177,126 @@ def test_bench_is_a_relay_subcommand(capsys: pytest.CaptureFixture[str]) -> None
     assert "--sessions" in out and "--seconds" in out and "--out" in out
 
 
-def test_audio_scenario_smoke(tmp_path: Path) -> None:
-    """1 and 2 sessions for 1 s, through the relay and direct, in real child processes."""
+# -- the targets table ---------------------------------------------------------------------------
+
+
+def _scenario(name: str, key: str, paths: dict[str, Any]) -> ScenarioResult:
+    return ScenarioResult(name=name, title=name, description="", data={key: paths})
+
+
+def test_targets_table_judges_each_transport_and_says_what_was_not_measured() -> None:
+    ms = {"p50": 1.0, "p99": 2.0}
+    text = {
+        "direct": {"kind": "direct", "sequential": {"done_ms": ms}},
+        "relay websockets": {"kind": "relay", "sequential": {"done_ms": {"p50": 1.2, "p99": 7.0}},
+                             "parallel": {"turns_per_s": 900.0}, "done_p50_vs_direct": 1.2, "done_p99_vs_direct": 3.5,
+                             "done_p50_vs_litellm": None, "turns_per_s_vs_litellm": None},
+    }
+    audio = {
+        "relay websockets": {"kind": "relay", "max_sessions": 130, "limited_by": "the server", "vs_bare": 0.7,
+                             "vs_bare_cpu": 0.6, "kib_per_active_session": 90.0},
+        "bare websockets": {"kind": "bare", "max_sessions": 185, "limited_by": "the load side"},
+    }
+    idle = {"relay websockets": {"kind": "relay", "rss_start_kib": 50 * 1024, "kib_per_session": 70.0,
+                                 "opened": 5000}}
+    result = evaluate([_scenario("text", "paths", text), _scenario("audio", "servers", audio),
+                       _scenario("idle", "paths", idle)], peer_requested=False, peer_error=None)
+    verdicts = {row[0]: row[3] for row in result.tables[0].rows}
+    assert all(row[1] == "relay websockets" for row in result.tables[0].rows)
+    assert verdicts["text turn latency p50 ≤ 1.5x direct"] == "met"
+    assert verdicts["text turn latency p99 ≤ 3x direct"] == "**not met**"
+    assert verdicts["text turn latency p50 ≤ 0.5x LiteLLM"] == "not measured"
+    assert verdicts["audio sessions per core ≥ 80 % of the bare transport"] == "**not met**"
+    assert verdicts["RSS < 60 MiB after start"] == "met"
+    assert verdicts["RSS < 64 KiB per idle connected session"] == "**not met**"
+    assert verdicts["audio reply (send → response.done) ≤ 1.3x direct"] == "not measured"
+    sessions = next(r for r in result.tables[0].rows if r[0].startswith("20 ms full-duplex"))
+    assert sessions[2].startswith("130 sessions") and sessions[3] == "met"
+
+
+# -- end-to-end smoke runs ------------------------------------------------------------------------
+
+
+def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> tuple[str, dict[str, Any]]:
+    """Run `python -m relay bench ARGS --out tmp/results.md`; the markdown and the JSON document."""
     out = tmp_path / "results.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "relay", "bench", "audio", "--sessions", "1", "2", "--seconds", "1",
-         "--grace", "2", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=90, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "relay", "bench", *args, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     markdown = out.read_text()
     assert proc.stdout == markdown
-    for heading in ("# relay benchmark results", "## Audio streaming", "### Per-chunk round trip (ms)",
-                    "### Load and resources", "**machine**", "**relay commit**", "**software**"):
+    for heading in ("# relay benchmark results", "**machine**", "**relay commit**", "**software**",
+                    "**servers under test**"):
         assert heading in markdown
-    document = json.loads(out.with_suffix(".json").read_text())
+    return markdown, json.loads(out.with_suffix(".json").read_text())
+
+
+def _rows(markdown: str, label: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith(f"| {label} |")]
+
+
+def test_audio_scenario_smoke(tmp_path: Path) -> None:
+    """2 sessions for 1 s through the relay, the bare forwarder and direct, in real child processes."""
+    markdown, document = _bench(tmp_path, "audio", "--sessions", "2", "--seconds", "1", "--grace", "2",
+                                "--transports", "trio-websocket")
     assert document["machine"]["packages"]["websockets"].startswith(("1", "2"))
+    for heading in ("## Audio streaming: sessions per core", "### Sessions per server core", "### Every phase"):
+        assert heading in markdown
     scenario = document["scenarios"]["audio"]
-    phases = {(p["sessions"], p["path"]): p for p in scenario["phases"]}
-    assert set(phases) == {(1, "direct"), (1, "relay"), (2, "direct"), (2, "relay")}
-    for (n, path), p in phases.items():
+    phases = [scenario["direct"]["2"], *(p for s in scenario["servers"].values() for p in s["phases"])]
+    assert set(scenario["servers"]) == {"relay trio-websocket", "bare trio-websocket"}
+    for p in phases:
         # Functional: at this load every chunk comes back, unaltered, to the session that sent it.
-        assert p["sent"] == 50 * n, p
-        assert p["echoed"] == p["sent"] and p["dropped"] == 0, p
+        assert p["sent"] == 100 and p["echoed"] == 100 and p["dropped"] == 0, p
         assert p["foreign"] == 0 and p["corrupted"] == 0 and p["error_count"] == 0, p
         assert all(isinstance(p["latency_ms"][q], float) for q in ("p50", "p99", "max")), p
-        assert all(isinstance(c, float) for c in p["generator_cpu_percent"]), p
-        assert isinstance(p["emulator_cpu_percent"], float), p
-        if path == "relay":
-            assert isinstance(p["relay_cpu_percent"], float) and isinstance(p["relay_cpu_us_per_chunk"], float)
-            assert isinstance(p["relay_wakeups_per_chunk"], float)
-            assert p["relay_rss_kib"]["start"] > 0 and p["relay_rss_kib"]["peak"] >= p["relay_rss_kib"]["start"]
-            assert all(isinstance(p["added_ms"][q], float) for q in ("p50", "p99"))
-    rows = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert len(rows) == 2 + 4  # a latency row per N, a load row per N and path
+    for label, server in scenario["servers"].items():
+        assert server["max_sessions"] in (0, 2) and server["phases"][0]["sessions"] == 2, label
+        p = server["phases"][0]
+        assert isinstance(p["server_cpu_percent"], float) and p["server_rss_kib"]["peak"] > 0, p
+        assert len(_rows(markdown, label)) == 2  # the summary and the phase
+    assert len(_rows(markdown, "direct")) == 1
+
+
+def test_text_scenario_smoke_runs_each_transport_side_by_side(tmp_path: Path) -> None:
+    markdown, document = _bench(tmp_path, "text", "--turns", "5", "--parallel", "3", "--parallel-turns", "2",
+                                "--rounds", "1", "--transports", "trio-websocket", "websockets")
+    assert "## Text turns" in markdown
+    paths = document["scenarios"]["text"]["paths"]
+    assert list(paths) == ["direct", "relay trio-websocket", "relay websockets"]
+    for label, p in paths.items():
+        assert p["sequential"]["error_count"] == 0 and p["parallel"]["error_count"] == 0, p
+        assert isinstance(p["sequential"]["done_ms"]["p50"], float) and p["sequential"]["deltas_per_turn"] == 4
+        assert p["parallel"]["turns_per_s"] > 0
+        assert len(_rows(markdown, label)) == 2  # sequential and parallel tables
+    assert isinstance(paths["relay websockets"]["done_p50_vs_direct"], float)
+
+
+def test_audio_reply_scenario_smoke(tmp_path: Path) -> None:
+    markdown, document = _bench(tmp_path, "audio-reply", "--turns", "2", "--transports", "trio-websocket")
+    assert "## Audio reply" in markdown
+    paths = document["scenarios"]["audio-reply"]["paths"]
+    for p in paths.values():
+        assert p["error_count"] == 0 and p["turns"] == 2, p
+        assert p["audio_deltas_per_turn"] == 200 and p["audio_bytes_per_turn"] == 200 * 4800, p
+    assert len(_rows(markdown, "relay trio-websocket")) == 1
+
+
+def test_idle_and_connect_scenarios_smoke(tmp_path: Path) -> None:
+    markdown, document = _bench(tmp_path, "idle", "--sessions", "30", "--hold", "0.1",
+                                "--transports", "trio-websocket")
+    paths = document["scenarios"]["idle"]["paths"]
+    assert list(paths) == ["direct", "relay trio-websocket"]
+    relay = paths["relay trio-websocket"]
+    assert relay["opened"] == relay["alive_after_hold"] == 30 and relay["error_count"] == 0, relay
+    assert relay["rss_start_kib"] > 0 and isinstance(relay["kib_per_session"], float)
+    assert "## Idle sessions" in markdown and len(_rows(markdown, "relay trio-websocket")) == 1
+    markdown, document = _bench(tmp_path, "connect", "--seconds", "0.3", "--concurrency", "3",
+                                "--transports", "trio-websocket")
+    for p in document["scenarios"]["connect"]["paths"].values():
+        for mode in ("sequential", "concurrent"):
+            assert p[mode]["connections"] > 0 and p[mode]["error_count"] == 0, p
+            assert isinstance(p[mode]["ready_ms"]["p50"], float)
+    assert "## Connect" in markdown and len(_rows(markdown, "relay trio-websocket")) == 2

@@ -1,11 +1,15 @@
-"""Benchmarks of the relay: `python -m relay bench SCENARIO` (or `nox -s bench`).
+"""Benchmarks of the relay: `python -m relay bench SCENARIO|all` (or `nox -s bench`); see bench/README.md.
 
-Layout, so that further scenarios (text turn latency, idle-session memory, connect rate, a LiteLLM
-peer) are one more module each:
+Layout:
 
-* `cli`: argument parsing, CPU pinning of the coordinator, the report header; SCENARIOS lists the scenarios.
-* `procs`: the emulator and the relay as child processes (`python -m relay ...`), pinning, /proc sampling.
-* `loadgen`: a pool of spawned load generator processes that run asyncio jobs with a common start time.
-* `report`: tables, percentiles, markdown and JSON output; `machine`: machine and software facts.
-* `audio` + `audio_client`: the audio streaming scenario (orchestration, and the client the generators run).
+* `cli`: options, `all`, CPU pinning of the coordinator, the report header; SCENARIOS lists the scenarios.
+* `servers`: the emulator for the whole run and the servers under test (relay per transport, `bare`
+  forwarder per transport, LiteLLM via `peer`), one at a time on the relay CPU; `procs`: children, pinning,
+  /proc sampling.
+* `loadgen`: spawned load generator processes running asyncio jobs with a common start time; `rawws`: their
+  minimal WebSocket client; `dialects`: what a client says on an OpenAI or a Gemini Live path.
+* `common`: the per-run `Context` and helpers to run a measurement on every path; `report`: tables,
+  percentiles, markdown and JSON; `targets`: the Targets table; `machine`: machine and software facts.
+* Scenarios, each a module with its load generator client: `text` and `audio_reply` (`turns_client`),
+  `idle` and `connect` (`conn_client`), `audio` (`audio_phase`, `audio_report`, `audio_client`).
 """

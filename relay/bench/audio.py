@@ -1,9 +1,18 @@
-"""Scenario "audio": real-time audio streaming, per-chunk round trip through the relay against the direct floor.
+"""Scenario "audio": full-duplex real-time audio sessions per server core.
 
-For each session count N, two phases run back to back on the same processes: N sessions speaking
-Gemini Live straight to the emulator (direct: the floor, what the client, the emulator and loopback
-cost), then N sessions speaking OpenAI GA through the relay to the same emulator (relay). The
-emulator echoes every audio chunk, so relay - direct is what the relay adds per chunk.
+Each session streams 24 kHz pcm16 in 20 ms chunks on a fixed schedule to the emulator in echo mode and
+times each chunk's echo. A phase runs N sessions for SECONDS through one path. For every server under
+test (the relay per transport, the bare forwarder per transport, LiteLLM with --peer litellm), pinned
+alone to one core, the scenario searches the largest N at which no chunk is dropped and the p99 round trip
+exceeds the direct floor's p99 at the same N (the same client speaking Gemini Live straight to the
+emulator) by less than ADDED_P99 ms: N doubles from START until a phase fails, then the interval is bisected
+to within 10 %, within a time budget per server. A failing phase is run once more and counts only if it
+fails again (a shared VM has stray stalls). A floor that fails at N (measured twice) means the load side (the
+emulator and the load generators, sharing the other core) cannot drive N sessions, and so does a server
+phase that fails while the load CPU is at least 90 % busy and the server's core is not: the server is then
+credited with at least the largest N that passed, "limited by the load side".
+
+With --sessions N [N ...] it runs those counts on every path instead of searching.
 """
 
 from __future__ import annotations
@@ -13,236 +22,172 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
-from relay.bench.audio_client import CHUNK_MS, AudioJob, audio_job
-from relay.bench.loadgen import GeneratorPool
-from relay.bench.procs import CpuTimes, Pinning, ProcSample, Stack, busy_percent, cpu_percent, cpu_times, sample
-from relay.bench.report import ScenarioResult, Table, fmt, percentiles
+from relay.bench.audio_phase import PhaseSpec, healthy, run_phase
+from relay.bench.audio_report import result
+from relay.bench.common import Context, Subject, each_path
+from relay.bench.report import ScenarioResult
 
 NAME = "audio"
-HELP = "stream 20 ms pcm16 chunks in real time; per-chunk echo latency through the relay vs direct"
-PATHS = ("direct", "relay")
-_POLL_MARGIN = 0.1  # resource samples land within this of the streaming window's ends, inside it
-_SETTLE = 0.5  # seconds for the relay to tear the previous phase's sessions down
-_SATURATED_CPU = 80.0  # % of a core: a generator this busy may itself add latency
-_FOREIGN_LOAD = 5.0  # % of the relay's CPU used by anything else: the machine is not idle
-_SATURATED_LOAD = 90.0  # % busy of the emulator + generators CPU: their queueing shows in both paths
+HELP = "20 ms full-duplex audio sessions per server core (largest N with p99 added < 50 ms, none dropped)"
+_RESOLUTION = 0.1  # the search stops once the pass/fail interval is within this share of the passing N
+_SATURATED = 90.0  # % busy: a CPU this busy queues work
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 25, 50], metavar="N",
-                        help="session counts to sweep (default: 1 10 25 50)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="streaming time per phase (default: 10)")
-    parser.add_argument("--grace", type=float, default=2.0,
-                        help="seconds to wait for outstanding echoes after the last send (default: 2)")
-    parser.add_argument("--per-generator", type=int, default=25, metavar="M",
-                        help="sessions per load generator process (default: 25)")
+    parser.add_argument("--sessions", type=int, nargs="+", metavar="N",
+                        help="run these session counts on every path instead of searching")
+    parser.add_argument("--seconds", type=float, default=4.0, help="streaming time per phase (default: 4)")
+    parser.add_argument("--grace", type=float, default=1.0,
+                        help="seconds to wait for outstanding echoes after the last send (default: 1)")
+    parser.add_argument("--start", type=int, default=20, help="first N of the search (default: 20)")
+    parser.add_argument("--max-sessions", type=int, default=640, help="largest N the search tries (default: 640)")
+    parser.add_argument("--search-seconds", type=float, default=100.0,
+                        help="time budget of the search per server (default: 100)")
+    parser.add_argument("--added-p99-ms", type=float, default=50.0,
+                        help="largest p99 the server may add to the direct floor (default: 50)")
+    parser.add_argument("--per-generator", type=int, default=100, metavar="M",
+                        help="sessions per load generator process (default: 100)")
 
 
-def run(args: argparse.Namespace, *, key: str, pinning: Pinning) -> ScenarioResult:
-    if any(n < 1 for n in args.sessions) or args.seconds <= 0 or args.per_generator < 1:
-        raise ValueError("--sessions, --seconds and --per-generator must be positive")
-    generators = math.ceil(max(args.sessions) / args.per_generator)
+class _Floors:
+    """The direct floor per N, measured once and reused by every server's search."""
+
+    def __init__(self, ctx: Context, spec: PhaseSpec) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.phases: dict[int, dict[str, Any]] = {}
+        self.confirmed: set[int] = set()  # floors measured twice
+
+    def at(self, n: int, again: bool = False) -> dict[str, Any]:
+        if n not in self.phases or again:
+            self.ctx.progress(f"audio: direct: {n} sessions" + (" (again)" if again else ""))
+            self.phases[n] = run_phase(self.ctx, self.ctx.lab.direct, None, n, self.spec)
+        return self.phases[n]
+
+
+def _judge(p: dict[str, Any], floor: dict[str, Any], limit: float) -> str | None:
+    """None if the phase passes, else why not."""
+    if not healthy(p):
+        return f"{p['dropped']} dropped, {p['error_count']} errors"
+    added = p["latency_ms"]["p99"] - floor["latency_ms"]["p99"]
+    p["added_p99_ms"] = added
+    return None if added < limit else f"p99 added {added:.1f} ms"
+
+
+def _floor_fails(floor: dict[str, Any], limit: float) -> str | None:
+    if not healthy(floor):
+        return f"the direct floor dropped {floor['dropped']} chunks ({floor['error_count']} errors)"
+    if floor["latency_ms"]["p99"] >= limit:
+        return f"the direct floor's p99 is {floor['latency_ms']['p99']:.1f} ms"
+    return None
+
+
+def _try(
+    ctx: Context, s: Subject, floors: _Floors, n: int, args: argparse.Namespace, spec: PhaseSpec,
+    phases: list[dict[str, Any]],
+) -> tuple[str | None, str]:
+    """Whether the server passes at n: (None, "") or (why not, "server" / "load side"). A failure counts only if
+    it repeats: on a shared VM one phase can fail for reasons of its own (another process, a stalled vCPU)."""
+    assert s.server is not None
+    floor = floors.at(n)
+    if _floor_fails(floor, args.added_p99_ms) is not None and n not in floors.confirmed:
+        floor = floors.at(n, again=True)
+        floors.confirmed.add(n)  # measured twice: the next server's search takes it as it is
+    if (floor_why := _floor_fails(floor, args.added_p99_ms)) is not None:
+        return floor_why, "load side"
+    why: str | None = None
+    measured = len(phases)
+    for attempt in range(2):
+        ctx.progress(f"audio: {s.label}: {n} sessions" + (" (again)" if attempt else ""))
+        try:
+            p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+        except Exception as exc:  # e.g. sessions that never open: this N fails, the search goes on
+            ctx.reset_pool()
+            ctx.lab.check_alive(s.server.child)
+            why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
+            ctx.progress(f"audio: {s.label}: {n} sessions: fail: {why}")
+            continue
+        phases.append(p)
+        why = _judge(p, floor, args.added_p99_ms)
+        p["verdict"] = "pass" if why is None else f"fail: {why}"
+        ctx.progress(f"audio: {s.label}: {n} sessions: {p['verdict']}")
+        ctx.lab.check_alive(s.server.child)
+        if why is None:
+            return None, ""
+    # A failure while the load CPU was saturated and the server's was not is the load side's: on two cores the
+    # emulator and the generators cost about as much per chunk as a bare forwarder does.
+    last = phases[-1] if len(phases) > measured else None
+    load = last["load_cores_busy_percent"] if last is not None else None
+    own = last["server_core_busy_percent"] if last is not None else None
+    if load is not None and own is not None and load >= _SATURATED and own < _SATURATED:
+        return f"{why} (load CPU {load:.0f} % busy, server core {own:.0f} %)", "load side"
+    return why, "server"
+
+
+def _search(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
-    with GeneratorPool(generators, pinning.others) as pool, Stack(key, pinning) as stack:
-        assert stack.relay is not None and stack.relay_idle is not None
-        for n in args.sessions:
-            for path in PATHS:
-                phases.append(_phase(pool, stack, path, n, args))
-                time.sleep(_SETTLE)
-                stack.check_alive()
-        relay_idle_kib = stack.relay_idle.rss_kib
-        notes = list(stack.notes)
-    return _result(args, phases, relay_idle_kib, notes)
+    lo, hi, hi_reason, hi_by = 0, None, "", ""
+    n = args.start
+    deadline = time.monotonic() + args.search_seconds
+    while True:
+        if n > args.max_sessions:
+            stop = f"the search's cap ({args.max_sessions})"
+            break
+        if time.monotonic() > deadline:
+            stop = f"the search's time budget ({args.search_seconds:g} s)"
+            break
+        why, by = _try(ctx, s, floors, n, args, spec, phases)
+        if why is None:
+            lo = n
+        else:
+            hi, hi_reason, hi_by = n, why, by
+        if hi is None:
+            n *= 2
+            continue
+        if hi - lo <= max(1, lo * _RESOLUTION):
+            stop = "the server" if hi_by == "server" else "the load side"
+            break
+        n = (lo + hi) // 2
+    passing = [p for p in phases if p["verdict"] == "pass" and p["sessions"] == lo]
+    return {"max_sessions": lo, "limited_by": stop, "first_failure": {"sessions": hi, "reason": hi_reason}
+            if hi is not None else None, "at_max": passing[-1] if passing else None, "phases": phases}
 
 
-def _phase(pool: GeneratorPool, stack: Stack, path: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
-    assert stack.relay is not None and stack.emulator is not None
-    gens = min(pool.size, math.ceil(n / args.per_generator))
-    url = stack.relay_url if path == "relay" else stack.direct_url
-    jobs = [
-        AudioJob(path, url, stack.key, tuple(range(g, n, gens)), n, args.seconds, args.grace) for g in range(gens)
-    ]
-    pids = {"relay": stack.relay.pid, "emulator": stack.emulator.pid}
-    before = sample(pids["relay"])
-    window: dict[str, dict[str, ProcSample]] = {"start": {}, "end": {}}
-    cpus: dict[str, CpuTimes] = {}
-    marks = {"start": 0.0, "end": 0.0}
-    peak_kib = [before.rss_kib]
-
-    def on_start(start_at: float) -> None:
-        marks["start"] = start_at + _POLL_MARGIN
-        marks["end"] = start_at + args.seconds - _POLL_MARGIN
-
-    def poll() -> None:
-        # Sampled from the coordinator while the generators run: CPU at both ends of the streaming window
-        # (each sample carries its own time, so the rate stays right), RSS all along for the peak.
-        now = time.monotonic()
-        relay = sample(pids["relay"])
-        peak_kib[0] = max(peak_kib[0], relay.rss_kib)
-        for edge in ("start", "end"):
-            if marks[edge] and now >= marks[edge] and not window[edge]:
-                if edge == "end" and not window["start"]:
-                    continue
-                window[edge] = {"relay": relay, "emulator": sample(pids["emulator"])}
-                cpus[edge] = cpu_times()
-
-    results = pool.run(audio_job, jobs, on_start=on_start, poll=poll, timeout=args.seconds + args.grace + 120)
-    latencies = np.concatenate([np.frombuffer(r["latencies"], dtype=np.float64) for r in results])
-    lag = np.concatenate([np.frombuffer(r["lag"], dtype=np.float64) for r in results])
-    cpu: dict[str, float | None] = {"relay": None, "emulator": None}
-    if window["start"] and window["end"]:
-        for name in cpu:
-            cpu[name] = cpu_percent(window["start"][name], window["end"][name])
-    # The machine may be shared: whatever else ran on the relay's CPU competed with it for the window.
-    pinning = stack.pinning
-    relay_core = relay_core_irq = load_cores = other_on_relay_core = None
-    if len(cpus) == 2:
-        relay_core = busy_percent(cpus["start"], cpus["end"], pinning.relay)
-        relay_core_irq = busy_percent(cpus["start"], cpus["end"], pinning.relay, ("interrupts",))
-        load_cores = busy_percent(cpus["start"], cpus["end"], pinning.others)
-        competing = busy_percent(cpus["start"], cpus["end"], pinning.relay, ("tasks", "steal"))
-        if competing is not None and cpu["relay"] is not None:
-            other_on_relay_core = max(0.0, competing - cpu["relay"])
-    chunk_rate = n * 1000 / CHUNK_MS
-    relay_us = cpu["relay"] / 100 / chunk_rate * 1e6 if cpu["relay"] is not None else None
-    wakeups = None
-    if window["start"] and window["end"]:
-        start, end = window["start"]["relay"], window["end"]["relay"]
-        # Per chunk round trip: how often the relay's event loop went to sleep in epoll and was woken again.
-        wakeups = (end.wakeups - start.wakeups) / ((end.at - start.at) * chunk_rate)
-    return {
-        "path": path,
-        "sessions": n,
-        "generators": gens,
-        "sent": sum(r["sent"] for r in results),
-        "echoed": sum(r["echoed"] for r in results),
-        "dropped": sum(r["dropped"] for r in results),
-        "foreign": sum(r["foreign"] for r in results),
-        "corrupted": sum(r["corrupted"] for r in results),
-        "error_count": sum(r["error_count"] for r in results),
-        "errors": [e for r in results for e in r["errors"]][:5],
-        "latency_ms": percentiles(latencies),
-        "send_lag_ms": percentiles(lag),
-        "chunks_per_s": chunk_rate,
-        "relay_cpu_percent": cpu["relay"],
-        "relay_cpu_us_per_chunk": relay_us,
-        "relay_wakeups_per_chunk": wakeups,
-        "emulator_cpu_percent": cpu["emulator"],
-        "relay_rss_kib": {
-            "before_connect": before.rss_kib,
-            "start": window["start"]["relay"].rss_kib if window["start"] else None,
-            "peak": peak_kib[0],
-        },
-        "relay_core_busy_percent": relay_core,
-        "relay_core_interrupts_percent": relay_core_irq,
-        "relay_core_other_percent": other_on_relay_core,
-        "load_cores_busy_percent": load_cores,
-        "generator_cpu_percent": [100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else None for r in results],
-    }
-
-
-def _mib(kib: int | None) -> str:
-    return "n/a" if kib is None else f"{kib / 1024:.1f}"
-
-
-def _result(args: argparse.Namespace, phases: list[dict[str, Any]], idle_kib: int, notes: list[str]) -> ScenarioResult:
-    by = {(p["sessions"], p["path"]): p for p in phases}
-    latency = Table(
-        "Per-chunk round trip (ms)",
-        ["sessions", "relay p50", "relay p99", "relay max", "direct p50", "direct p99", "direct max",
-         "**added p50**", "**added p99**"],
-    )
-    load = Table(
-        "Load and resources",
-        ["sessions", "path", "chunks/s", "sent", "echoed", "dropped", "relay CPU %", "relay CPU µs/chunk",
-         "relay wake-ups/chunk",
-         "relay RSS start → peak MiB", "emulator CPU %", "load gen CPU % (each)", "send lag p99 ms",
-         "others on relay CPU %", "load CPU busy %"],
-    )
+def _sweep(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
+    assert s.server is not None
+    phases = []
     for n in args.sessions:
-        relay, direct = by[(n, "relay")]["latency_ms"], by[(n, "direct")]["latency_ms"]
-        added = {q: relay[q] - direct[q] if relay[q] is not None and direct[q] is not None else None
-                 for q in ("p50", "p99")}
-        by[(n, "relay")]["added_ms"] = added
-        latency.rows.append([
-            str(n), fmt(relay["p50"]), fmt(relay["p99"]), fmt(relay["max"]),
-            fmt(direct["p50"]), fmt(direct["p99"]), fmt(direct["max"]),
-            f"**{fmt(added['p50'])}**", f"**{fmt(added['p99'])}**",
-        ])
-        for path in PATHS:
-            p = by[(n, path)]
-            through_relay = path == "relay"
-            rss = p["relay_rss_kib"]
-            load.rows.append([
-                str(n), path, f"{p['chunks_per_s']:.0f}", str(p["sent"]), str(p["echoed"]), str(p["dropped"]),
-                fmt(p["relay_cpu_percent"], 1) if through_relay else "—",
-                fmt(p["relay_cpu_us_per_chunk"], 0) if through_relay else "—",
-                fmt(p["relay_wakeups_per_chunk"], 2) if through_relay else "—",
-                f"{_mib(rss['start'])} → {_mib(rss['peak'])}" if through_relay else "—",
-                fmt(p["emulator_cpu_percent"], 1),
-                " / ".join(fmt(c, 1) for c in p["generator_cpu_percent"]),
-                fmt(p["send_lag_ms"]["p99"]),
-                fmt(p["relay_core_other_percent"], 1),
-                fmt(p["load_cores_busy_percent"], 0),
-            ])
-    notes = [*notes, *_warnings(phases)]
-    notes += [
-        f"Each phase streams {args.seconds:g} s per session: 24 kHz pcm16 in {CHUNK_MS} ms chunks (960 bytes, "
-        "1,280 base64 characters) on a fixed schedule, sessions spread evenly over the period. Latency is "
-        "measured in the load generator from just before a chunk is sent to the arrival of its echo.",
-        "Per session, one warm-up chunk is echoed before the clock starts, so the relay's lazy upstream connect "
-        "(made with the first append) is not in the figures.",
-        "added = relay percentile - direct percentile (the two phases are separate runs, not paired chunks).",
-        "Relay and emulator CPU: /proc/<pid>/stat utime+stime over the streaming window; µs/chunk is the relay's "
-        "CPU per chunk round trip (client → relay → emulator and the echo back). RSS: /proc/<pid>/status VmRSS, "
-        f"start = with the phase's sessions connected, peak = highest sample; relay RSS idle at start-up "
-        f"{_mib(idle_kib)} MiB. Wake-ups/chunk: the relay's voluntary context switches (each a sleep in epoll "
-        "ended by new data) per chunk round trip; below 1 means it finds several messages per wake-up.",
-        f"Dropped = sent but not echoed within {args.grace:g} s after the last send.",
-        "others on relay CPU = the relay CPU's process and hypervisor-steal time (/proc/stat) minus the relay's "
-        "own (interrupt time, mostly loopback packet work, is left out): above a few % the machine was not idle. "
-        "load CPU busy = the CPU(s) of the emulator and the load generators; near 100 % the direct floor itself "
-        "includes queueing.",
-    ]
-    return ScenarioResult(
-        name=NAME,
-        title="Audio streaming",
-        description=(
-            "Per-chunk echo round trip of real-time audio: OpenAI GA `input_audio_buffer.append` through the relay to "
-            "the emulator in echo mode and back as `response.output_audio.delta` (relay), against the same client "
-            "speaking Gemini Live straight to the emulator (direct)."
-        ),
-        tables=[latency, load],
-        notes=notes,
-        data={
-            "params": {"sessions": args.sessions, "seconds": args.seconds, "grace": args.grace,
-                       "per_generator": args.per_generator, "chunk_ms": CHUNK_MS},
-            "relay_rss_idle_kib": idle_kib,
-            "phases": phases,
-        },
-    )
+        floor = floors.at(n)
+        ctx.progress(f"audio: {s.label}: {n} sessions")
+        p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+        why = _judge(p, floor, args.added_p99_ms)
+        p["verdict"] = "pass" if why is None else f"fail: {why}"
+        phases.append(p)
+        ctx.lab.check_alive(s.server.child)
+    passing = [p for p in phases if p["verdict"] == "pass"]
+    best = max(passing, key=lambda p: p["sessions"]) if passing else None
+    return {"max_sessions": best["sessions"] if best else 0, "limited_by": "the fixed sweep (--sessions)",
+            "first_failure": None, "at_max": best, "phases": phases}
 
 
-def _warnings(phases: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for p in phases:
-        label = f"{p['sessions']} sessions {p['path']}"
-        if p["error_count"]:
-            out.append(f"WARNING {label}: {p['error_count']} client errors, e.g. {'; '.join(p['errors'][:2])}")
-        if p["foreign"] or p["corrupted"]:
-            out.append(f"WARNING {label}: {p['foreign']} unmatched and {p['corrupted']} altered echoes")
-        other = p["relay_core_other_percent"]
-        if other is not None and other > _FOREIGN_LOAD:
-            out.append(f"WARNING {label}: other processes used {other:.0f} % of the relay's CPU during the window; "
-                       "the machine was not idle and this phase's figures are not trustworthy")
-        load = p["load_cores_busy_percent"]
-        if load is not None and load > _SATURATED_LOAD:
-            out.append(f"WARNING {label}: the emulator/load generator CPU was {load:.0f} % busy; the floor itself "
-                       "is inflated by queueing there")
-        busy = [c for c in p["generator_cpu_percent"] if c is not None and c > _SATURATED_CPU]
-        if busy:
-            out.append(f"WARNING {label}: a load generator used {max(busy):.0f} % of a core; "
-                       "client-side delays may be in the figures")
-    return out
+def generators(args: argparse.Namespace) -> int:
+    """Load generator processes the largest phase wants."""
+    return math.ceil(max(args.sessions or [args.max_sessions]) / args.per_generator)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
+    if args.seconds <= 0 or args.per_generator < 1 or args.start < 1 or args.max_sessions < 1:
+        raise ValueError("--seconds, --per-generator, --start and --max-sessions must be positive")
+    if args.sessions and any(n < 1 for n in args.sessions):
+        raise ValueError("--sessions must be positive")
+    spec = PhaseSpec(args.seconds, args.grace, args.per_generator)
+    floors = _Floors(ctx, spec)
+    if args.sessions:  # the floor first, as the report reads it
+        for n in args.sessions:
+            floors.at(n)
+
+    def measure(s: Subject) -> dict[str, Any]:
+        return (_sweep if args.sessions else _search)(ctx, s, floors, args, spec)
+
+    servers = each_path(ctx, NAME, measure, kinds=("relay", "bare", "litellm"), direct=False)
+    return result(args, servers, floors.phases, ctx)

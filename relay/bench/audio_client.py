@@ -1,9 +1,14 @@
 """The audio streaming client, run inside the load generator processes.
 
-One `_Session` streams real-time 24 kHz pcm16 in 20 ms chunks on a fixed schedule and times each
-chunk's echo. It speaks either the OpenAI GA protocol to the relay or Gemini Live straight to the
-emulator; only the framing differs, so the two paths measure the same client logic and the
-difference is what the relay adds.
+Each session streams real-time 24 kHz pcm16 in 20 ms chunks on a fixed schedule and times each
+chunk's echo. It speaks OpenAI GA (to the relay or LiteLLM) or Gemini Live (straight to the emulator,
+or through the bare forwarder); only the framing differs, so every path measures the same client logic
+and the difference is what the server in between adds.
+
+One task per generator sends for all its sessions, in the order of their offsets within the 20 ms
+period, and echoes are matched in the connection's `data_received` callback (`rawws`): a few µs of
+client CPU per chunk, so a single load CPU can drive a few hundred sessions and the server is what
+saturates first.
 
 Every chunk starts with (session id, sequence number) as two little-endian uint32s, so an echo is
 matched to its send by decoding its first 12 base64 characters; the relay forwards pcm16 base64
@@ -24,30 +29,19 @@ from typing import Any
 
 import attrs
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
+from relay.bench import rawws
+from relay.bench.dialects import Endpoint, configure, open_session
 from relay.bench.loadgen import Ready
 
 RATE = 24_000
 CHUNK_MS = 20
 _HEADER = struct.Struct("<II")
 _WARMUP = 0xFFFFFFFF  # sequence number of the one chunk echoed before the clock starts
-_OPEN_TIMEOUT = 30.0
-_CLOSE_TIMEOUT = 2.0
+_OPEN_TIMEOUT = 60.0
+_OPEN_CONCURRENCY = 50
+_TICK = 0.001  # the send loop's wake-up period
 _MIME = f"audio/pcm;rate={RATE}"
-
-RELAY_SESSION_UPDATE = {
-    "type": "session.update",
-    "session": {"type": "realtime", "output_modalities": ["audio"], "audio": {"input": {"turn_detection": None}}},
-}
-DIRECT_SETUP = {
-    "setup": {
-        "model": "projects/bench/locations/us-central1/publishers/google/models/x",
-        "generationConfig": {"responseModalities": ["AUDIO"]},
-        "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
-    }
-}
 
 
 def tone(ms: int, hz: float = 440.0, amplitude: int = 6000) -> bytes:
@@ -74,7 +68,7 @@ class ChunkMaker:
         return base64.b64encode(_HEADER.pack(sid, seq) + self._byte8).decode("ascii") + self._tail
 
 
-def chunk_id(data: str) -> tuple[int, int]:
+def chunk_id(data: str | bytes) -> tuple[int, int]:
     """(session id, sequence number) of a chunk's base64."""
     sid, seq = _HEADER.unpack(binascii.a2b_base64(data[:12])[:8])
     return sid, seq
@@ -84,9 +78,7 @@ def chunk_id(data: str) -> tuple[int, int]:
 class AudioJob:
     """What one load generator runs in one phase."""
 
-    path: str  # "relay" (OpenAI GA through the relay) or "direct" (Gemini Live to the emulator)
-    url: str
-    key: str
+    endpoint: Endpoint
     session_ids: tuple[int, ...]
     sessions_total: int  # all sessions of the phase, over every generator: spreads the send times
     seconds: float
@@ -99,108 +91,69 @@ class _Session:
         self.sid = sid
         self.job = job
         self._make = make
-        self._relay = job.path == "relay"
-        # Base64 needs no JSON escaping, so a frame is a prefix, the chunk, and a suffix.
-        if self._relay:
-            self._prefix, self._suffix = '{"type":"input_audio_buffer.append","audio":"', '"}'
+        # Base64 needs no JSON escaping, so a frame is a prefix, the chunk, and a suffix; the echo is found by
+        # its key (with or without a space after the colon: LiteLLM writes `"delta": "`).
+        if job.endpoint.protocol == "openai":
+            self._prefix, self._suffix = b'{"type":"input_audio_buffer.append","audio":"', b'"}'
+            self._key, self._marker = b'"delta"', b'audio.delta"'
         else:
-            self._prefix = '{"realtimeInput":{"audio":{"mimeType":"' + _MIME + '","data":"'
-            self._suffix = '"}}}'
-        self.ws: ClientConnection | None = None
-        self.pending: dict[int, tuple[float, str]] = {}  # seq -> (send time, base64 sent)
+            self._prefix = b'{"realtimeInput":{"audio":{"mimeType":"' + _MIME.encode() + b'","data":"'
+            self._suffix = b'"}}}'
+            self._key, self._marker = b'"data"', b'"inlineData"'
+        self.client: rawws.Client | None = None
+        self.pending: dict[int, tuple[float, bytes]] = {}  # seq -> (send time, base64 sent)
         self.latencies = array("d")
         self.lag = array("d")  # how late each send was against its schedule
         self.sent = 0
         self.foreign = 0  # echoes that match nothing pending (another session's, a duplicate, garbage)
         self.corrupted = 0  # matched by header but not equal to what was sent
         self.errors: list[str] = []
-        self._configured = asyncio.Event()
         self._warm = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Connect, configure, and see one chunk come back, so the measured window starts on a ready upstream
         (the relay opens its upstream lazily, with the first append)."""
-        headers = {"Authorization": f"Bearer {self.job.key}"} if self._relay else None
-        # No compression (browsers offer it; base64 audio gains little and it costs both ends CPU), no pings.
-        self.ws = await connect(
-            self.job.url, additional_headers=headers, compression=None, ping_interval=None,
-            close_timeout=_CLOSE_TIMEOUT, max_size=None,
-        )
-        self._reader = asyncio.create_task(self._read())
-        await self.ws.send(orjson.dumps(RELAY_SESSION_UPDATE if self._relay else DIRECT_SETUP).decode())
-        await self._until(self._configured, "session.updated" if self._relay else "setupComplete")
-        await self.ws.send(self._prefix + self._make(self.sid, _WARMUP) + self._suffix)
-        await self._until(self._warm, "the warm-up echo")
+        protocol = self.job.endpoint.protocol
+        self.client, _ = await open_session(self.job.endpoint, configure(protocol, "audio", manual_audio=True))
+        self.client.on_message = self._on_message
+        self.client.send(self._prefix + self._make(self.sid, _WARMUP).encode() + self._suffix)
+        warm, closed = asyncio.ensure_future(self._warm.wait()), asyncio.ensure_future(self.client.wait_closed())
+        await asyncio.wait([warm, closed], return_when=asyncio.FIRST_COMPLETED)
+        warm.cancel()
+        closed.cancel()
+        if not self._warm.is_set():
+            raise RuntimeError(f"session {self.sid}: closed ({self.client.close_code} {self.client.close_reason}) "
+                               f"before the warm-up echo; {'; '.join(self.errors)}")
 
-    async def _until(self, event: asyncio.Event, what: str) -> None:
-        """Wait for `event`, but fail at once, with the reason, if the connection ends first."""
-        assert self._reader is not None
-        waiter = asyncio.ensure_future(event.wait())
-        await asyncio.wait([waiter, self._reader], return_when=asyncio.FIRST_COMPLETED)
-        if not event.is_set():
-            waiter.cancel()
-            raise RuntimeError(f"session {self.sid}: connection ended before {what}: {'; '.join(self.errors)}")
-
-    async def stream(self, t0: float, count: int) -> None:
-        """Send `count` chunks, chunk k at t0 + k * period whatever the previous sends cost (no drift)."""
-        assert self.ws is not None
-        period = self.job.chunk_ms / 1000
-        send, make, now_fn = self.ws.send, self._make, time.monotonic
-        prefix, suffix, pending, lag = self._prefix, self._suffix, self.pending, self.lag
-        try:
-            for seq in range(count):
-                due = t0 + seq * period
-                delay = due - now_fn()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                data = make(self.sid, seq)
-                now = now_fn()
-                lag.append(now - due)
-                pending[seq] = (now, data)
-                await send(prefix + data + suffix)
-                self.sent += 1
-        except ConnectionClosed as exc:
-            self.errors.append(f"session {self.sid}: closed while sending: {exc}")
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        on_message = self._on_relay if self._relay else self._on_direct
-        try:
-            async for raw in self.ws:
-                on_message(raw)
-        except ConnectionClosed as exc:
-            self.errors.append(f"session {self.sid}: connection closed: {exc}")
-
-    def _on_relay(self, raw: str | bytes) -> None:
-        event = orjson.loads(raw)
-        kind = event.get("type")
-        if kind == "response.output_audio.delta":
-            self._echo(event["delta"])
-        elif kind == "session.updated":
-            self._configured.set()
-        elif kind == "error":
-            self.errors.append(f"session {self.sid}: error event: {event.get('error', {}).get('message')}")
-
-    def _on_direct(self, raw: str | bytes) -> None:
-        message = orjson.loads(raw)
-        content = message.get("serverContent")
-        if content is not None:
-            for part in (content.get("modelTurn") or {}).get("parts") or ():
-                blob = part.get("inlineData")
-                if blob is not None:
-                    self._echo(blob["data"])
-        elif "setupComplete" in message:
-            self._configured.set()
-
-    def _echo(self, data: str) -> None:
+    def send(self, seq: int, due: float) -> None:
+        assert self.client is not None
+        data = self._make(self.sid, seq).encode()
         now = time.monotonic()
+        self.lag.append(now - due)
+        self.pending[seq] = (now, data)
+        try:
+            self.client.send(self._prefix + data + self._suffix)
+        except rawws.Closed as exc:
+            del self.pending[seq]
+            if not self.errors:
+                self.errors.append(f"session {self.sid}: closed while sending: {exc}")
+            return
+        self.sent += 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def _on_message(self, raw: bytes) -> None:
+        now = time.monotonic()
+        if self._marker not in raw:
+            if b'"error"' in raw:
+                event = orjson.loads(raw)
+                self.errors.append(f"session {self.sid}: error event: {(event.get('error') or {}).get('message')}")
+            return  # lifecycle events (LiteLLM opens a response around the echoes)
+        at = raw.find(self._key)
+        start = raw.find(b'"', at + len(self._key)) + 1
+        data = raw[start : raw.find(b'"', start)]
         try:
             sid, seq = chunk_id(data)
         except (binascii.Error, struct.error):
@@ -222,26 +175,57 @@ class _Session:
         self.latencies.append(now - sent_at)
 
 
+async def _stream(sessions: list[_Session], t0: float, count: int, job: AudioJob) -> None:
+    """Chunk k of a session is due at t0 + k * period + its offset, whatever the previous sends cost (no drift).
+
+    One loop walks every session of this generator in offset order, waking once per TICK and sending every chunk
+    due before the next tick: a wake-up per chunk would cost the load CPU more than the chunk itself (each is an
+    epoll wait and a context switch on a VM), and the load side shares one core with the emulator. Chunks leave
+    up to one tick early; latency is timed from the actual send."""
+    period = job.chunk_ms / 1000
+    timeline = sorted((period * s.sid / job.sessions_total, s) for s in sessions)
+    now = time.monotonic
+    due_list = [(seq, offset, session) for seq in range(count) for offset, session in timeline]
+    i, total = 0, len(due_list)
+    while i < total:
+        horizon = now() + _TICK
+        while i < total:
+            seq, offset, session = due_list[i]
+            due = t0 + seq * period + offset
+            if due > horizon:
+                break
+            session.send(seq, due)
+            i += 1
+        if i < total:
+            seq, offset, _ = due_list[i]
+            delay = t0 + seq * period + offset - _TICK - now()
+            await asyncio.sleep(max(0.0, delay))
+
+
 async def audio_job(job: AudioJob, ready: Ready) -> dict[str, Any]:
     """One generator's share of a phase: open its sessions, stream for `job.seconds`, wait out the echoes."""
     make = ChunkMaker(job.chunk_ms)
     sessions = [_Session(sid, job, make) for sid in job.session_ids]
-    period = job.chunk_ms / 1000
     count = round(job.seconds * 1000 / job.chunk_ms)
+    gate = asyncio.Semaphore(_OPEN_CONCURRENCY)
+
+    async def opened(session: _Session) -> None:
+        async with gate:
+            await session.open()
+
     try:
         try:
             async with asyncio.timeout(_OPEN_TIMEOUT):
-                await asyncio.gather(*(s.open() for s in sessions))
+                await asyncio.gather(*(opened(s) for s in sessions))
         except TimeoutError:
             errors = "; ".join(e for s in sessions for e in s.errors[:1]) or "no error reported"
-            raise RuntimeError(f"{job.path}: sessions not ready after {_OPEN_TIMEOUT:.0f} s ({errors})") from None
+            raise RuntimeError(f"{job.endpoint.label}: sessions not ready after {_OPEN_TIMEOUT:.0f} s ({errors})") \
+                from None
         start_at = await ready()
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         cpu0, wall0 = os.times(), time.monotonic()
         # Sessions are spread evenly over the 20 ms period, like independent clients, not in lockstep bursts.
-        await asyncio.gather(
-            *(s.stream(start_at + period * s.sid / job.sessions_total, count) for s in sessions)
-        )
+        await _stream(sessions, start_at, count, job)
         deadline = time.monotonic() + job.grace
         while any(s.pending for s in sessions) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
@@ -252,6 +236,8 @@ async def audio_job(job: AudioJob, ready: Ready) -> dict[str, Any]:
             latencies.extend(s.latencies)
             lag.extend(s.lag)
         errors = [e for s in sessions for e in s.errors]
+        errors += [f"session {s.sid}: closed {s.client.close_code} {s.client.close_reason}".strip()
+                   for s in sessions if s.client is not None and s.client.close_code is not None]
         return {
             "sessions": len(sessions),
             "sent": sum(s.sent for s in sessions),
@@ -261,10 +247,11 @@ async def audio_job(job: AudioJob, ready: Ready) -> dict[str, Any]:
             "corrupted": sum(s.corrupted for s in sessions),
             "errors": errors[:5],
             "error_count": len(errors),
-            "latencies": latencies,
-            "lag": lag,
+            "latencies": latencies.tobytes(),
+            "lag": lag.tobytes(),
             "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
             "wall_s": wall1 - wall0,
         }
     finally:
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for s in sessions:
+            s.close()

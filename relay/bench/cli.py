@@ -1,7 +1,9 @@
-"""`python -m relay bench SCENARIO [options]`: run one scenario, write markdown and JSON, print the markdown.
+"""`python -m relay bench SCENARIO [options]`: run a scenario (or `all`), write markdown and JSON, print the markdown.
 
-A scenario is a module with NAME, HELP, `add_arguments(parser)` and `run(args, *, key, pinning)` returning
-a `ScenarioResult`; adding one is adding it to SCENARIOS.
+A scenario is a module with NAME, HELP, `add_arguments(parser)` and `run(args, ctx)` returning a
+`ScenarioResult`; adding one is adding it to SCENARIOS. Every scenario also takes `--transports` (the relay
+is run once per transport, side by side), `--peer litellm` and `--out`. `all` runs every scenario with its
+defaults in one run (one emulator, one pool of load generators) and adds the Targets table.
 """
 
 from __future__ import annotations
@@ -11,43 +13,87 @@ import os
 import secrets
 import shlex
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from relay.bench import audio
+from relay.bench import audio, audio_reply, connect, idle, targets, text
+from relay.bench.common import Context
+from relay.bench.loadgen import GeneratorPool
 from relay.bench.machine import facts, wakeup_lateness
-from relay.bench.procs import busy_percent, cpu_times, pin, plan_pinning
-from relay.bench.report import write
+from relay.bench.peer import PeerUnavailable, ensure_litellm
+from relay.bench.procs import busy_percent, cpu_times, pin, plan_pinning, raise_nofile
+from relay.bench.report import ScenarioResult, write
+from relay.bench.servers import TRANSPORTS, Lab, relay_transports
 
-SCENARIOS: dict[str, ModuleType] = {module.NAME: module for module in (audio,)}
+SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio)}
 DEFAULT_OUT = Path("bench/results.md")
 _BUSY = 10.0  # % of a CPU in use before the run that makes it a noisy machine
+_POOL = 4  # most load generator processes: enough to spread a few hundred audio sessions
 
 
 def _busy_text(background: dict[int, float | None]) -> str:
     return ", ".join(f"CPU{cpu} {b:.0f} %" if b is not None else f"CPU{cpu} n/a" for cpu, b in background.items())
 
 
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, metavar="T",
+                        help="relay transports to run, each in its own relay process (default: both if "
+                             "`python -m relay serve --help` lists --transport, else trio-websocket)")
+    parser.add_argument("--peer", choices=("litellm",),
+                        help="also measure LiteLLM's realtime proxy (installed into .bench-venvs/litellm)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"markdown report; the JSON goes beside it (default: {DEFAULT_OUT})")
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Benchmarks of the relay against the emulator.")
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    everything = sub.add_parser("all", help="every scenario with its defaults, and the Targets table",
+                                description="Every scenario in one run: " + ", ".join(SCENARIOS) + ".")
+    _common(everything)
     for module in SCENARIOS.values():
         scenario = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         module.add_arguments(scenario)
-        scenario.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                              help=f"markdown report; the JSON goes beside it (default: {DEFAULT_OUT})")
+        _common(scenario)
     return parser
+
+
+def _defaults(module: ModuleType, common: argparse.Namespace) -> argparse.Namespace:
+    """A scenario's own defaults plus the run's common options, for `all`."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    args = parser.parse_args([])
+    for name in ("transports", "peer", "out"):
+        setattr(args, name, getattr(common, name))
+    return args
+
+
+def _failed(module: ModuleType, exc: BaseException) -> ScenarioResult:
+    return ScenarioResult(name=module.NAME, title=f"{module.NAME}: FAILED", description=f"`{type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}`", data={"failed": repr(exc)[:2000]})
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(prog).parse_args(argv)
-    module = SCENARIOS[args.scenario]
+    modules = list(SCENARIOS.values()) if args.scenario == "all" else [SCENARIOS[args.scenario]]
     machine = facts()  # before pinning narrows what this process sees
     pinning = plan_pinning()
     pin_notes = [pinning.note]
-    # Everything but the relay (this coordinator, and through inheritance the emulator and the load
+    soft, hard = raise_nofile()
+    machine["nofile_limit"] = {"soft": soft, "hard": hard}
+    transports = tuple(args.transports) if args.transports else relay_transports()
+    litellm, peer_error = None, None
+    if args.peer == "litellm":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            litellm = ensure_litellm(args.out.parent / "litellm-install.log")
+        except PeerUnavailable as exc:
+            peer_error = f"installing LiteLLM failed: {exc}"
+            print(f"relay bench: {peer_error}; going on without it", file=sys.stderr, flush=True)
+    # Everything but the servers under test (this coordinator, and through inheritance the emulator and the load
     # generators) runs on the "others" CPUs; restored afterwards, in case we run inside another program.
     original = os.sched_getaffinity(0) if pinning.active else None
     error = pin(0, pinning.others)
@@ -56,6 +102,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
     # A fresh key per run, given to the relay through RELAY_MASTER_KEY: the relay runs authenticated, as deployed.
     key = "sk-bench-" + secrets.token_hex(12)
     started = datetime.now(UTC)
+    t0 = time.monotonic()
+    results: list[ScenarioResult] = []
+    failures: list[str] = []
     try:
         # Before the run: the probe wants the pinned CPU while it is still idle, and the busy time of every CPU
         # meanwhile tells whether something else is running on a machine that should be quiet.
@@ -67,17 +116,47 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
         if noisy:
             print(f"relay bench: WARNING the machine is busy before the run ({_busy_text(background)}); "
                   "results will be noisy", file=sys.stderr)
-        result = module.run(args, key=key, pinning=pinning)
+        # As many generator processes as the largest job wants (they share the load CPU; spawning costs ~0.3 s each).
+        wanted = max(getattr(m, "generators", lambda a: 1)(_defaults(m, args) if args.scenario == "all" else args)
+                     for m in modules)
+        with Lab(key, pinning, relay_transports=transports, litellm=litellm) as lab:
+            ctx = Context(lab, GeneratorPool(min(_POOL, wanted), pinning.others), pinning,
+                          peer_requested=args.peer == "litellm", peer_error=peer_error)
+            try:
+                for number, module in enumerate(modules):
+                    scenario_args = _defaults(module, args) if args.scenario == "all" else args
+                    if number:
+                        lab.fresh_emulator()
+                    ctx.progress(f"{module.NAME}: starting ({time.monotonic() - t0:.0f} s into the run)")
+                    try:
+                        results.append(module.run(scenario_args, ctx))
+                    except Exception as exc:
+                        if args.scenario != "all":
+                            raise
+                        ctx.progress(f"{module.NAME}: FAILED: {exc!r}")
+                        ctx.reset_pool()
+                        results.append(_failed(module, exc))
+                        failures.append(module.NAME)
+            finally:
+                ctx.pool.close()  # the one in use: a failed job replaces the pool
+            failures += ctx.failures
+            pin_notes += lab.notes
+            emulator_transport = lab.emulator_transport
     finally:
         if original is not None:
             pin(0, frozenset(original))
+    if args.scenario == "all":
+        results.insert(0, targets.evaluate(results, peer_requested=args.peer == "litellm", peer_error=peer_error))
+    elapsed = time.monotonic() - t0
     command = shlex.join(["python", "-m", "relay", "bench", *argv])
     header = {
-        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "date": started.strftime("%Y-%m-%d %H:%M UTC") + f" ({elapsed / 60:.1f} min)",
         "command": f"`{command}`",
         "machine": f"{machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
-                   f"{machine['memory']}, {machine['kernel']}",
+                   f"{machine['memory']}, {machine['kernel']}; open files limit {soft} (hard {hard})",
         "pinning": "; ".join(pin_notes),
+        "servers under test": f"relay transports: {', '.join(transports)}; emulator over {emulator_transport}; "
+                              + (f"LiteLLM {peer_error or '1.106.2'}" if args.peer else "no LiteLLM (--peer litellm)"),
         "timer wakeup lateness": f"p50 {wake['p50']:.2f} ms, p99 {wake['p99']:.2f} ms, max {wake['max']:.2f} ms "
                                  "(time.sleep(20 ms) x 50 on an idle CPU: a floor under the latencies below)",
         "background load": f"{_busy_text(background)} busy before the run"
@@ -85,8 +164,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
         "software": f"{machine['python']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()),
         "relay commit": machine["git"],
     }
-    meta = {"date": started.isoformat(), "command": command, "machine": machine, "pinning": pin_notes}
-    markdown, json_path = write(args.out, header, meta, [result])
+    meta = {"date": started.isoformat(), "elapsed_s": elapsed, "command": command, "machine": machine,
+            "pinning": pin_notes, "transports": list(transports), "emulator_transport": emulator_transport,
+            "peer": args.peer, "peer_error": peer_error, "failures": failures}
+    markdown, json_path = write(args.out, header, meta, results)
     print(markdown, end="")
-    print(f"written: {args.out}, {json_path}", file=sys.stderr)
+    print(f"written: {args.out}, {json_path} ({elapsed / 60:.1f} min)", file=sys.stderr)
+    if failures:
+        print(f"relay bench: FAILED: {', '.join(failures)}", file=sys.stderr)
+        return 1
     return 0

@@ -1,8 +1,8 @@
-"""The processes under test: the emulator and the relay as children, CPU pinning and /proc sampling.
+"""Child processes, CPU pinning and /proc sampling.
 
-Both run exactly as an operator would run them (`python -m relay ...`), each in its own process, so
-the relay's CPU and memory can be read from /proc without the load generators or the emulator
-mixed in.
+Every server runs in its own process, as an operator would run it (`python -m relay ...`), so its CPU
+and memory can be read from /proc without the load generators or the emulator mixed in; `servers`
+says which children a run starts.
 """
 
 from __future__ import annotations
@@ -10,18 +10,15 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import attrs
 
-# Printed by `python -m relay emulator` and `python -m relay serve` once they listen.
-_EMULATOR_READY = re.compile(r"emulator listening on ws://[^:\s]+:(\d+)")
-_RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 5.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -152,33 +149,57 @@ def busy_percent(
     return 100.0 * busy / total if total else None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the coordinator dies, so a crashed run leaves no servers behind."""
+def raise_nofile() -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE soft limit to the hard limit (an idle benchmark holds thousands of
+    sockets); returns (soft, hard) afterwards. The hard limit is the OS's cap: only root could raise it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _child_setup() -> None:
+    """In the child before exec: get SIGTERM when the coordinator dies, so a crashed run leaves no servers behind,
+    and lift the open-files limit, so a server can hold as many sessions as the idle scenario opens."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass  # not Linux: the coordinator's own cleanup still stops the children
+    raise_nofile()
 
 
 class Child:
-    """A `python -m relay ...` child whose stdout and stderr go to a log file, read for its ready line."""
+    """A server child (`python -m relay ...`, the bare forwarder, LiteLLM) whose stdout and stderr go to a log
+    file, read for its ready line."""
 
-    def __init__(self, name: str, args: list[str], ready: re.Pattern[str], env: dict[str, str], logdir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], ready: re.Pattern[str], env: dict[str, str], logdir: Path
+    ) -> None:
         self.name = name
-        self.log_path = logdir / f"{name}.log"
+        self.log_path = logdir / f"{name.replace(' ', '-')}.log"
         self._log = open(self.log_path, "wb")  # closed in stop()
         # A file, not a pipe: nobody has to keep draining it, so a chatty child can never block on a full pipe.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", *args],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup,
         )
         self._ready = ready
         self.port = 0
+
+    @classmethod
+    def relay_module(
+        cls, name: str, args: list[str], ready: re.Pattern[str], env: dict[str, str], logdir: Path
+    ) -> Child:
+        """`python -m <args...>` with this interpreter."""
+        return cls(name, [sys.executable, "-m", *args], ready, env, logdir)
 
     @property
     def pid(self) -> int:
@@ -203,6 +224,9 @@ class Child:
         except OSError:
             return ""
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self) -> None:
         """SIGTERM, then kill. Not SIGINT: the relay takes its full close timeout (5 s) to end a session whose
         upstream socket is still open, and a benchmark child has nothing worth a graceful shutdown."""
@@ -214,90 +238,3 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-
-
-def relay_config(emulator_port: int) -> str:
-    """One Vertex model on the emulator, without Google credentials."""
-    return (
-        "model_list:\n"
-        "  - model_name: bench\n"
-        "    litellm_params:\n"
-        "      model: vertex_ai/gemini-2.0-flash-live-preview-04-09\n"
-        f"      api_base: ws://127.0.0.1:{emulator_port}\n"
-        "      upstream_auth: none\n"
-        "      vertex_project: bench\n"
-    )
-
-
-class Stack:
-    """The emulator (echo mode) and the relay in front of it, pinned as planned; a context manager."""
-
-    def __init__(self, key: str, pinning: Pinning) -> None:
-        self.key = key
-        self.pinning = pinning
-        self.notes: list[str] = []
-        self._tmp = tempfile.TemporaryDirectory(prefix="relay-bench-")
-        self.logdir = Path(self._tmp.name)
-        self.emulator: Child | None = None
-        self.relay: Child | None = None
-        self.relay_idle: ProcSample | None = None
-
-    def __enter__(self) -> Stack:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _start(self) -> None:
-        env = dict(os.environ)
-        self.emulator = Child(
-            "emulator", ["emulator", "--echo-audio", "--host", "127.0.0.1", "--port", "0"],
-            _EMULATOR_READY, env, self.logdir,
-        )
-        self._pin(self.emulator.pid, self.pinning.others)
-        self.emulator.wait_ready()
-        config = self.logdir / "relay.yaml"
-        config.write_text(relay_config(self.emulator.port))
-        # The key comes from the environment, as in a deployment without a master_key in the file.
-        env["RELAY_MASTER_KEY"] = self.key
-        self.relay = Child(
-            "relay", ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
-            _RELAY_READY, env, self.logdir,
-        )
-        self._pin(self.relay.pid, self.pinning.relay)
-        self.relay.wait_ready()
-        # Again now that it runs: any thread it started since inherited nothing from the first call.
-        self._pin(self.relay.pid, self.pinning.relay)
-        self._pin(self.emulator.pid, self.pinning.others)
-        self.relay_idle = sample(self.relay.pid)
-
-    def _pin(self, pid: int, cpus: frozenset[int] | None) -> None:
-        error = pin(pid, cpus)
-        if error and error not in self.notes:
-            self.notes.append(error)
-
-    @property
-    def relay_url(self) -> str:
-        assert self.relay is not None
-        return f"ws://127.0.0.1:{self.relay.port}/v1/realtime?model=bench"
-
-    @property
-    def direct_url(self) -> str:
-        assert self.emulator is not None
-        return f"ws://127.0.0.1:{self.emulator.port}/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
-
-    def check_alive(self) -> None:
-        for child in (self.emulator, self.relay):
-            if child is not None and child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.log_tail()}")
-
-    def close(self) -> None:
-        for child in (self.relay, self.emulator):
-            if child is not None:
-                child.stop()
-        self._tmp.cleanup()

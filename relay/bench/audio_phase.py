@@ -1,0 +1,111 @@
+"""One phase of the audio scenario: N sessions streaming through one path, with the resources sampled."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import attrs
+import numpy as np
+
+from relay.bench.audio_client import CHUNK_MS, AudioJob, audio_job
+from relay.bench.common import Context
+from relay.bench.dialects import Endpoint
+from relay.bench.procs import CpuTimes, ProcSample, busy_percent, cpu_percent, cpu_times, sample
+from relay.bench.report import percentiles
+
+_POLL_MARGIN = 0.1  # resource samples land within this of the streaming window's ends, inside it
+_SETTLE = 0.5  # seconds for the server to tear the previous phase's sessions down
+
+
+@attrs.frozen
+class PhaseSpec:
+    seconds: float
+    grace: float
+    per_generator: int
+
+
+def run_phase(ctx: Context, endpoint: Endpoint, server_pid: int | None, n: int, spec: PhaseSpec) -> dict[str, Any]:
+    """Stream `n` sessions through `endpoint` for `spec.seconds`; `server_pid` is the server under test (None for
+    the direct floor), whose CPU and memory are read over the streaming window."""
+    assert ctx.lab.emulator is not None
+    gens = min(ctx.pool.size, math.ceil(n / spec.per_generator))
+    jobs = [AudioJob(endpoint, tuple(range(g, n, gens)), n, spec.seconds, spec.grace) for g in range(gens)]
+    pids = {"emulator": ctx.lab.emulator.pid}
+    if server_pid is not None:
+        pids["server"] = server_pid
+    before = {name: sample(pid) for name, pid in pids.items()}
+    window: dict[str, dict[str, ProcSample]] = {"start": {}, "end": {}}
+    cpus: dict[str, CpuTimes] = {}
+    marks = {"start": 0.0, "end": 0.0}
+    peak_kib = [before.get("server", before["emulator"]).rss_kib]
+
+    def on_start(start_at: float) -> None:
+        marks["start"] = start_at + _POLL_MARGIN
+        marks["end"] = start_at + spec.seconds - _POLL_MARGIN
+
+    def poll() -> None:
+        # Sampled from the coordinator while the generators run: CPU at both ends of the streaming window
+        # (each sample carries its own time, so the rate stays right), RSS all along for the peak.
+        now = time.monotonic()
+        if "server" in pids:
+            peak_kib[0] = max(peak_kib[0], sample(pids["server"]).rss_kib)
+        for edge in ("start", "end"):
+            if marks[edge] and now >= marks[edge] and not window[edge]:
+                if edge == "end" and not window["start"]:
+                    continue
+                window[edge] = {name: sample(pid) for name, pid in pids.items()}
+                cpus[edge] = cpu_times()
+
+    results = ctx.pool.run(audio_job, jobs, on_start=on_start, poll=poll, timeout=spec.seconds + spec.grace + 180)
+    time.sleep(_SETTLE)
+    latencies = np.concatenate([np.frombuffer(r["latencies"], dtype=np.float64) for r in results])
+    lag = np.concatenate([np.frombuffer(r["lag"], dtype=np.float64) for r in results])
+    cpu: dict[str, float | None] = {name: None for name in pids}
+    if window["start"] and window["end"]:
+        for name in pids:
+            cpu[name] = cpu_percent(window["start"][name], window["end"][name])
+    pinning = ctx.pinning
+    server_core = other_on_server_core = load_cores = None
+    if len(cpus) == 2:
+        server_core = busy_percent(cpus["start"], cpus["end"], pinning.relay)
+        load_cores = busy_percent(cpus["start"], cpus["end"], pinning.others)
+        competing = busy_percent(cpus["start"], cpus["end"], pinning.relay, ("tasks", "steal"))
+        own = cpu.get("server") or 0.0
+        if competing is not None:
+            other_on_server_core = max(0.0, competing - own)
+    chunk_rate = n * 1000 / CHUNK_MS
+    server_cpu = cpu.get("server")
+    return {
+        "path": endpoint.label,
+        "sessions": n,
+        "generators": gens,
+        "sent": sum(r["sent"] for r in results),
+        "echoed": sum(r["echoed"] for r in results),
+        "dropped": sum(r["dropped"] for r in results),
+        "foreign": sum(r["foreign"] for r in results),
+        "corrupted": sum(r["corrupted"] for r in results),
+        "error_count": sum(r["error_count"] for r in results),
+        "errors": [e for r in results for e in r["errors"]][:5],
+        "latency_ms": percentiles(latencies),
+        "send_lag_ms": percentiles(lag),
+        "chunks_per_s": chunk_rate,
+        "server_cpu_percent": server_cpu,
+        "server_cpu_us_per_chunk": server_cpu / 100 / chunk_rate * 1e6 if server_cpu is not None else None,
+        "emulator_cpu_percent": cpu["emulator"],
+        "server_rss_kib": {
+            "before_connect": before["server"].rss_kib if "server" in before else None,
+            "streaming": window["start"]["server"].rss_kib if window["start"] and "server" in pids else None,
+            "peak": peak_kib[0] if "server" in pids else None,
+        },
+        "server_core_busy_percent": server_core,
+        "server_core_other_percent": other_on_server_core,
+        "load_cores_busy_percent": load_cores,
+        "generator_cpu_percent": [100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else None for r in results],
+    }
+
+
+def healthy(p: dict[str, Any]) -> bool:
+    """Every chunk came back, unaltered, to the session that sent it, and no client saw an error."""
+    return not (p["dropped"] or p["error_count"] or p["foreign"] or p["corrupted"]) and p["echoed"] > 0

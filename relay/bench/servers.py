@@ -1,0 +1,224 @@
+"""The servers of a run: one emulator for everything, and the servers under test, one at a time on the relay CPU.
+
+Servers under test (`Target`): the relay once per transport (`python -m relay serve --transport T`), the bare
+forwarder once per transport (`relay.bench.bare`: the same transport with no translation, the ceiling), and
+LiteLLM's proxy (`--peer litellm`). Each is started fresh for each scenario, so start-up memory is measured
+on an untouched process, and pinned to the relay CPU alone, so its CPU figures are per core.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from relay.bench.dialects import VERTEX_PATH, Endpoint
+from relay.bench.procs import Child, Pinning, ProcSample, pin, sample
+
+# Printed by each child once it listens.
+_EMULATOR_READY = re.compile(r"emulator listening on ws://[^:\s]+:(\d+)")
+_RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
+_BARE_READY = re.compile(r"bare forwarder listening on ws://[^:\s]+:(\d+)")
+_LITELLM_READY = re.compile(r"Uvicorn running on http://[^:\s]+:(\d+)")
+_LITELLM_START_TIMEOUT = 90.0  # it imports a great deal; 4-5 s on an idle machine, far more under load
+REPLY_AUDIO_CHUNKS = 200  # the audio-reply scenario's reply: 200 x 4,800 bytes (100 ms chunks)
+TRANSPORTS = ("trio-websocket", "websockets")
+
+
+def relay_transports() -> tuple[str, ...]:
+    """Transports the relay can be started with: both if `serve --help` lists `--transport`, else the default."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "relay", "serve", "--help"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return TRANSPORTS if "--transport" in out else TRANSPORTS[:1]
+
+
+def fast_emulator_transport() -> str:
+    """The emulator serves over the relay's websockets transport when it exists: per message it costs a third
+    of trio-websocket, which keeps the emulator from saturating the load CPU before the relay saturates its own."""
+    try:
+        from relay.transport import get_transport
+
+        get_transport("websockets")
+    except (ImportError, ValueError):
+        return "trio-websocket"
+    return "websockets"
+
+
+@attrs.frozen
+class Target:
+    """A server under test: `relay` or `bare` with a transport, or `litellm`."""
+
+    kind: str
+    transport: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.transport}" if self.transport else self.kind
+
+
+@attrs.define
+class Server:
+    target: Target
+    child: Child
+    endpoint: Endpoint
+    started: ProcSample  # right after it announced its port: start-up memory
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def relay_config(emulator_port: int) -> str:
+    """One Vertex model on the emulator, without Google credentials."""
+    return (
+        "model_list:\n"
+        "  - model_name: bench\n"
+        "    litellm_params:\n"
+        "      model: vertex_ai/gemini-2.0-flash-live-preview-04-09\n"
+        f"      api_base: ws://127.0.0.1:{emulator_port}\n"
+        "      upstream_auth: none\n"
+        "      vertex_project: bench\n"
+    )
+
+
+class Lab:
+    """The emulator (echo mode, fixed-length audio replies) for the whole run; `serve(target)` runs one server
+    under test for the duration of a block. A context manager."""
+
+    def __init__(self, key: str, pinning: Pinning, *, relay_transports: tuple[str, ...],
+                 litellm: Path | None = None) -> None:
+        self.key = key
+        self.pinning = pinning
+        self.relay_transports = relay_transports
+        self.litellm = litellm  # the litellm executable, when the peer is installed
+        self.notes: list[str] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="relay-bench-")
+        self.logdir = Path(self._tmp.name)
+        self.emulator_transport = fast_emulator_transport()
+        self.emulator: Child | None = None
+
+    def __enter__(self) -> Lab:
+        try:
+            self.fresh_emulator()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def fresh_emulator(self) -> None:
+        """(Re)start the emulator: each scenario gets one in the same state, whatever ran before (it keeps every
+        non-audio message it received, and a heap grown by 5,000 idle sessions makes for longer GC pauses)."""
+        if self.emulator is not None:
+            self.emulator.stop()
+        self.emulator = Child.relay_module(
+            "emulator",
+            ["relay.emulator", "--host", "127.0.0.1", "--port", "0", "--echo-audio",
+             "--reply-audio-chunks", str(REPLY_AUDIO_CHUNKS), "--transport", self.emulator_transport],
+            _EMULATOR_READY, dict(os.environ), self.logdir,
+        )
+        self._pin(self.emulator.pid, self.pinning.others)
+        self.emulator.wait_ready()
+        self._pin(self.emulator.pid, self.pinning.others)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def emulator_port(self) -> int:
+        assert self.emulator is not None
+        return self.emulator.port
+
+    @property
+    def direct(self) -> Endpoint:
+        return Endpoint("direct", f"ws://127.0.0.1:{self.emulator_port}{VERTEX_PATH}", "gemini")
+
+    def targets(self, kinds: tuple[str, ...] = ("relay", "litellm")) -> list[Target]:
+        """The servers under test for a scenario, in report order: relay per transport, then bare per transport,
+        then LiteLLM when it is installed."""
+        out: list[Target] = []
+        if "relay" in kinds:
+            out += [Target("relay", t) for t in self.relay_transports]
+        if "bare" in kinds:
+            out += [Target("bare", t) for t in self.relay_transports]
+        if "litellm" in kinds and self.litellm is not None:
+            out.append(Target("litellm"))
+        return out
+
+    @contextmanager
+    def serve(self, target: Target) -> Iterator[Server]:
+        child = self._start(target)
+        try:
+            child.wait_ready(_LITELLM_START_TIMEOUT if target.kind == "litellm" else 30.0)
+            # Again now that it runs: threads it started since inherited nothing from the first call.
+            self._pin(child.pid, self.pinning.relay)
+            yield Server(target, child, self._endpoint(target, child.port), sample(child.pid))
+        finally:
+            child.stop()
+
+    def _endpoint(self, target: Target, port: int) -> Endpoint:
+        if target.kind == "bare":
+            return Endpoint(target.label, f"ws://127.0.0.1:{port}{VERTEX_PATH}", "gemini")
+        auth = (("Authorization", f"Bearer {self.key}"),)
+        return Endpoint(target.label, f"ws://127.0.0.1:{port}/v1/realtime?model=bench", "openai", auth)
+
+    def _start(self, target: Target) -> Child:
+        env = dict(os.environ)
+        if target.kind == "relay":
+            config = self.logdir / "relay.yaml"
+            config.write_text(relay_config(self.emulator_port))
+            # The key comes from the environment, as in a deployment without a master_key in the file.
+            env["RELAY_MASTER_KEY"] = self.key
+            args = ["relay", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+            if len(self.relay_transports) > 1:  # else this relay has no --transport option yet
+                args += ["--transport", str(target.transport)]
+            child = Child.relay_module(target.label, args, _RELAY_READY, env, self.logdir)
+        elif target.kind == "bare":
+            args = ["relay.bench.bare", "--transport", str(target.transport), "--upstream",
+                    f"ws://127.0.0.1:{self.emulator_port}", "--host", "127.0.0.1", "--port", "0"]
+            child = Child.relay_module(target.label, args, _BARE_READY, env, self.logdir)
+        elif target.kind == "litellm":
+            from relay.bench.peer import litellm_config, litellm_env
+
+            assert self.litellm is not None
+            port = _free_port()  # uvicorn prints the port it was given, so it cannot be 0
+            config = self.logdir / "litellm.yaml"
+            config.write_text(litellm_config(self.emulator_port))
+            argv = [str(self.litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+            child = Child(target.label, argv, _LITELLM_READY, litellm_env(self.key), self.logdir)
+        else:
+            raise ValueError(f"unknown target {target}")
+        self._pin(child.pid, self.pinning.relay)
+        return child
+
+    def _pin(self, pid: int, cpus: frozenset[int] | None) -> None:
+        error = pin(pid, cpus)
+        if error and error not in self.notes:
+            self.notes.append(error)
+
+    def check_alive(self, *children: Child) -> None:
+        for child in (self.emulator, *children):
+            if child is not None and not child.alive():
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.log_tail()}")
+
+    def close(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+        self._tmp.cleanup()
