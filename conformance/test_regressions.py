@@ -258,3 +258,39 @@ def test_generated_item_ids_never_collide_with_client_item_ids() -> None:
                                                              "content": [{"type": "input_text", "text": "note"}]}})
     for _ in range(20):
         s.send(user("hello"))  # the relay names these items itself
+
+
+def test_audio_streamed_after_a_transcribed_turn_does_not_become_a_second_turn() -> None:
+    """Found by the e2e VAD test once upstream frames were dispatched in batches: the user's turn ended at
+    Gemini's input transcription, the microphone kept streaming, and the response's first delta used to
+    announce a second speech_started/stopped/committed for the audio streamed meanwhile."""
+    s = Session("ga", text=False)
+    s.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1"}}}}})
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(500)})
+    s.gemini({"setupComplete": {}})
+    turn = s.gemini({"serverContent": {"inputTranscription": {"text": "hello"}}})
+    assert types(turn)[:3] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                               "input_audio_buffer.committed"]
+    assert s.send({"type": "input_audio_buffer.append", "audio": pcm16(100)}) == []
+    reply = s.say("Hi")
+    assert not [t for t in types(reply) if t.startswith("input_audio_buffer.")]
+    s.gemini({"serverContent": {"inputTranscription": {"finished": True}}})
+    s.turn_complete()
+    # The next transcribed turn starts from the audio streamed since, as its own user turn.
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(300)})
+    nxt = s.gemini({"serverContent": {"inputTranscription": {"text": "again"}}})
+    assert types(nxt)[0] == "input_audio_buffer.speech_started" and nxt[0]["audio_start_ms"] == 500
+
+
+def test_speech_announced_before_an_upstream_fault_is_not_announced_twice() -> None:
+    """Found by the state machine: a barge-in's speech_started, an upstream fault, then another barge-in
+    used to send a second speech_started with no speech_stopped between them."""
+    s = Session("ga", text=False)
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(10)})
+    s.gemini({"setupComplete": {}})
+    assert types(s.gemini({"serverContent": {"interrupted": True}})) == ["input_audio_buffer.speech_started"]
+    s.check.feed(s.t.upstream_closed(1011, ""), "ga", requested=False)
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(10)})
+    s.gemini({"setupComplete": {}})
+    assert "input_audio_buffer.speech_started" not in types(s.gemini({"serverContent": {"interrupted": True}}))

@@ -14,12 +14,16 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 IdFactory = Callable[[str], str]
 
 
-def _base62(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(_ALPHABET[r])
-    return "".join(reversed(out))
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # two base62 digits per lookup
+_PAIR = len(_PAIRS)
+
+
+def _base62_8(n: int) -> str:
+    """`n` as 8 base62 digits (wrapping past 62**8, which no session reaches)."""
+    n, d = divmod(n, _PAIR)
+    n, c = divmod(n, _PAIR)
+    a, b = divmod(n, _PAIR)
+    return _PAIRS[a % _PAIR] + _PAIRS[b] + _PAIRS[c] + _PAIRS[d]
 
 
 class SessionIds:
@@ -33,7 +37,7 @@ class SessionIds:
 
     def __call__(self, prefix: str) -> str:
         self._n += 1
-        return prefix + self._stem + _base62(self._n, 8)
+        return prefix + self._stem + _base62_8(self._n)
 
 
 def counting_ids() -> SessionIds:

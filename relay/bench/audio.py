@@ -187,7 +187,9 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
             floors.at(n)
 
     def measure(s: Subject) -> dict[str, Any]:
-        return (_sweep if args.sessions else _search)(ctx, s, floors, args, spec)
+        assert s.server is not None
+        found = (_sweep if args.sessions else _search)(ctx, s, floors, args, spec)
+        return {**found, "rss_start_kib": s.server.started.rss_kib}
 
     servers = each_path(ctx, NAME, measure, kinds=("relay", "bare", "litellm"), direct=False)
     return result(args, servers, floors.phases, ctx)

@@ -17,9 +17,10 @@ def _derive(label: str, s: dict[str, Any], servers: dict[str, dict[str, Any]]) -
     p = s["at_max"]
     n = s["max_sessions"]
     if p is not None:
-        rss = p["server_rss_kib"]
-        s["kib_per_active_session"] = (rss["streaming"] - rss["before_connect"]) / n \
-            if rss["streaming"] is not None and rss["before_connect"] is not None and n else None
+        # From the fresh process's start, not from the phase's own start: earlier phases leave memory behind that
+        # the next one reuses, which would hide what sessions cost.
+        streaming = p["server_rss_kib"]["streaming"]
+        s["kib_per_active_session"] = (streaming - s["rss_start_kib"]) / n if streaming is not None and n else None
         cpu = p["server_cpu_percent"]
         s["sessions_at_full_core"] = n / (cpu / 100) if cpu else None
     else:
@@ -87,7 +88,8 @@ def result(
         "Server CPU: /proc utime+stime over the streaming window; µs/chunk is per chunk round trip (client → "
         "server → emulator and back). Sessions at 100 % CPU = N / CPU share at the largest passing N: where "
         "the load side stops the search first, this says what the core itself would carry.",
-        "KiB per active session = (server RSS while streaming - its RSS before the phase's sessions connected) / N.",
+        "KiB per active session = (server RSS while streaming at the largest passing N - its RSS right after it "
+        "started) / N: everything the process grew by, so an upper bound.",
         "vs bare: relay sessions / bare forwarder sessions on the same transport (the bare forwarder copies "
         "frames between the same two sockets with no translation), the share of the core the translator leaves. "
         "vs LiteLLM: relay sessions / LiteLLM sessions.",

@@ -133,8 +133,8 @@ def _result(
     notes += [
         f"Open-files limit: soft raised to the hard limit, {hard}, in the servers and the load generators.",
         "RSS: /proc/<pid>/status VmRSS. Start = right after the server announced its port; before = just "
-        "before the sessions open (after earlier scenarios' sessions, for the shared emulator); with all open = "
-        "0.5 s after the last session was ready. Direct measures the emulator, which serves the whole run.",
+        "before the sessions open; with all open = 0.5 s after the last session was ready. Direct measures the "
+        "emulator (started afresh for each scenario).",
         "Sessions are opened by two load generators, up to "
         f"{_CONCURRENCY} handshakes in flight each; open time is the slower generator's.",
     ]

@@ -31,6 +31,9 @@ class InputAudioState:
         self.transcript_item: str | None = None
         self.transcript: list[str] = []
         self.transcript_ms = 0.0
+        # VAD: a transcription already ended the user turn that Gemini is about to answer; audio the client
+        # kept streaming meanwhile belongs to the next turn, not to a second one before this answer.
+        self.turn_taken = False
 
 
 class AudioInput:
@@ -123,7 +126,7 @@ class AudioInput:
     def _vad_turn_ended(self) -> None:
         """VAD: Gemini has taken the user's turn; announce it before the response (1.9 A)."""
         a = self._audio
-        if self._manual_turns() or a.buffer_ms == 0:
+        if self._manual_turns() or a.buffer_ms == 0 or a.turn_taken:
             return
         self._speech_started()
         assert a.speech_item is not None
@@ -135,7 +138,9 @@ class AudioInput:
         a = self._audio
         a.activity_open = False
         a.buffer_ms = 0.0
-        a.speech_item = None
+        # An announced speech_started stays open: the user's speech goes on into the next connection, and
+        # a second speech_started without a stopped would break the client's pairing.
+        a.turn_taken = False
         self._finish_transcript()
 
     def _end_manual_activity(self) -> None:
@@ -150,6 +155,7 @@ class AudioInput:
         a = self._audio
         if a.transcript_item is None:
             self._vad_turn_ended()
+            a.turn_taken = a.transcript_item is not None
         if a.transcript_item is None:
             return
         if tr.text:

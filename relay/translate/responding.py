@@ -69,6 +69,7 @@ class Responding:
 
     def _start_response(self, params: dict[str, Any], send: bool) -> None:
         """response.created, and (with `send`) the pending turns that make Gemini answer."""
+        self._audio.turn_taken = False
         probe = attrs.evolve(self.session, kept={})
         try:
             apply_beta(probe, session_fields(params), "response")
@@ -128,6 +129,7 @@ class Responding:
     def _request_response_for_output(self) -> None:
         self._held = None  # Gemini is already answering: a held response.create has nothing left to wait for
         self._vad_turn_ended()
+        self._audio.turn_taken = False
         cfg = self.session
         modalities = ("text",) if self._upstream_modality == "TEXT" else cfg.modalities
         response = oa.Response(
@@ -147,6 +149,7 @@ class Responding:
         self._swallow_turn_complete = True
 
     def _turn_complete(self, reason: str | None) -> None:
+        self._audio.turn_taken = False  # answered or not, the next audio is the next turn
         if self._discarding:
             self._end_discard()
             return

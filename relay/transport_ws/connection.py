@@ -102,6 +102,15 @@ class WebsocketsSocket:
             await self._read_step()
         return self._messages.popleft()
 
+    async def get_messages(self) -> list[str | bytes]:
+        """The next message and the rest of what the same reads parsed behind it."""
+        first = await self.get_message()
+        if not self._messages:
+            return [first]
+        messages = [first, *self._messages]
+        self._messages.clear()
+        return messages
+
     async def _read_step(self) -> None:
         self._reading = True
         try:
@@ -216,6 +225,16 @@ class WebsocketsSocket:
                 self._protocol.send_text(message.encode())
             else:
                 self._protocol.send_binary(message)
+            await self._drain()
+
+    async def send_texts(self, messages: Sequence[bytes]) -> None:
+        """One write for all of `messages`: a translator step's events leave in one syscall."""
+        async with self._send_lock:
+            if self._closing or self._write_broken or self._protocol.state is not OPEN:
+                raise self._closed_exc()
+            send_text = self._protocol.send_text
+            for message in messages:
+                send_text(message)
             await self._drain()
 
     async def _flush_from_reader(self) -> None:
