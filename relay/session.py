@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import trio
 
+from relay.gate import Gate
 from relay.translate import Output, Translator
 from relay.transport import HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
 from relay.upstream import Upstream, UpstreamAuthError
@@ -63,7 +64,7 @@ class Session:
         self._nursery: trio.Nursery | None = None
         # Two tasks feed the translator; its outputs must reach the sockets in the order it made
         # them, even when one task blocks on a slow socket mid-dispatch.
-        self._dispatching = trio.StrictFIFOLock()
+        self._dispatching = Gate()
 
     async def run(self) -> None:
         try:

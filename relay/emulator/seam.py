@@ -41,6 +41,14 @@ class SeamWebSocket:
         except SocketClosed as exc:
             raise ConnectionClosed(CloseReason(exc.code or 1006, exc.reason)) from None
 
+    async def send_texts(self, messages: list[bytes]) -> None:
+        from relay.transport import SocketClosed
+
+        try:
+            await self._sock.send_texts(messages)
+        except SocketClosed as exc:
+            raise ConnectionClosed(CloseReason(exc.code or 1006, exc.reason)) from None
+
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         from relay.transport import SocketClosed
 

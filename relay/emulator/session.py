@@ -379,28 +379,36 @@ class Session:
         if reply.text is None and await self._call_tools(reply, user_text):
             return
         text = cap_words(reply.text if reply.text is not None else f"Echo: {user_text}", self._config.max_output_tokens)
-        wait: float | None = None  # None before the first frame
-        for message, covered in self._reply_frames(text):
-            if wait is not None:
-                if wait > 0:
-                    await trio.sleep(wait)
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-            await self._send(message, binary=reply.binary)
-            reply.sent_text += covered
-            if Fault.MID_1011 in faults:
-                await self._close(*INTERNAL_ERROR)
-                return
-            wait = self._pause_after(message, delay)
-        # From here on nothing yields to cancellation: a reply whose generation completed is
-        # never reported as interrupted.
-        reply.finished = True
-        await self._send({"serverContent": {"generationComplete": True}}, binary=reply.binary)
         text_tokens, audio_prompt_tokens = prompt_tokens(self._history)
         usage = usage_metadata(
             self._endpoint.backend, text_tokens, count_words(text), self._config.modality, audio_prompt_tokens
         )
-        await self._send({"serverContent": {"turnComplete": True}, "usageMetadata": usage}, binary=reply.binary)
+        ending = [{"serverContent": {"generationComplete": True}},
+                  {"serverContent": {"turnComplete": True}, "usageMetadata": usage}]
+        if delay == 0 and not self._options.audio_realtime and Fault.MID_1011 not in faults:
+            # Unpaced, the whole reply exists at once: one write, as a busy server's TCP stream would carry it.
+            frames = list(self._reply_frames(text))
+            reply.finished = True
+            await self._send_all([m for m, _ in frames] + ending, binary=reply.binary)
+            reply.sent_text += "".join(covered for _, covered in frames)
+        else:
+            wait: float | None = None  # None before the first frame
+            for message, covered in self._reply_frames(text):
+                if wait is not None:
+                    if wait > 0:
+                        await trio.sleep(wait)
+                    else:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                await self._send(message, binary=reply.binary)
+                reply.sent_text += covered
+                if Fault.MID_1011 in faults:
+                    await self._close(*INTERNAL_ERROR)
+                    return
+                wait = self._pause_after(message, delay)
+            # From here on nothing yields to cancellation: a reply whose generation completed is
+            # never reported as interrupted.
+            reply.finished = True
+            await self._send_all(ending, binary=reply.binary)
         self._turns += 1
         if self._config.resumption is not None:
             handle = f"{self._session_id}-h{self._turns}"
@@ -435,12 +443,20 @@ class Session:
     # -- I/O -----------------------------------------------------------------------------------
 
     async def _send(self, message: dict[str, Any], *, binary: bool = False) -> None:
-        data = orjson.dumps(message)
-        payload: str | bytes = data if binary else data.decode()
+        await self._send_all([message], binary=binary)
+
+    async def _send_all(self, messages: list[dict[str, Any]], *, binary: bool = False) -> None:
+        """Send `messages` in order, in one write where the socket can (the relay's seam sockets)."""
+        datas = [orjson.dumps(m) for m in messages]
+        batch = getattr(self._ws, "send_texts", None)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_SEND_GUARD) as guard:
                 async with self._send_lock:
-                    await self._ws.send_message(payload)
+                    if batch is not None and not binary:
+                        await batch(datas)
+                    else:
+                        for data in datas:
+                            await self._ws.send_message(data if binary else data.decode())
         if guard.cancelled_caught:
             log.warning("emulator: peer stopped reading; dropping connection")
             await self._close(*INTERNAL_ERROR)

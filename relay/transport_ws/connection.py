@@ -17,6 +17,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, OPEN, SEND_EOF
 from websockets.protocol import Protocol as WsProtocol
 
+from relay.gate import Gate
 from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed
 
 # Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
@@ -55,10 +56,13 @@ class WebsocketsSocket:
     ) -> None:
         self._stream = stream
         self._protocol = protocol
+        # The socket's descriptor for direct writes (plain TCP only; TLS goes through its stream).  Valid while
+        # the stream is open: every write checks _stream_closed first, and closing happens only in here.
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else None
         self._messages: deque[str | bytes] = deque()
         self._fragments: list[bytes | bytearray] = []
         self._fragments_text = False
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = Gate()
         # Protocol output a reader took while a writer held the lock; that writer sends it before releasing.
         self._backlog: list[bytes] = []
         self._close_info: tuple[int, str] | None = None  # what SocketClosed reports, once known
@@ -237,6 +241,20 @@ class WebsocketsSocket:
                 send_text(message)
             await self._drain()
 
+    async def _write(self, payload: bytes) -> None:
+        """`send_all`, but on plain TCP first one direct write: trio's send passes through the scheduler even
+        when the kernel takes everything at once, which on the relay's path is most of a small message's cost.
+        Reads still yield on every call, so no task can monopolise the loop through here."""
+        if self._fd is not None:
+            try:
+                sent = os.write(self._fd, payload)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(payload):
+                return
+            payload = payload[sent:]
+        await self._stream.send_all(payload)
+
     async def _flush_from_reader(self) -> None:
         data = self._protocol.data_to_send()
         if not data:
@@ -264,7 +282,7 @@ class WebsocketsSocket:
             payload = b"".join(data)
             try:
                 if payload:
-                    await self._stream.send_all(payload)
+                    await self._write(payload)
                 if eof and isinstance(self._stream, trio.abc.HalfCloseableStream):
                     await self._stream.send_eof()
                 elif eof:
