@@ -11,6 +11,8 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from relay.gate import Gate
+
 from .audio import InputAudio, audio_blobs, decode_data, parse_rate, transcript_text, turn_ms
 from .history import audio_turn_transcript, last_user_text, model_turn, prompt_tokens, spoken_turn
 from .setup import ResumeState, SessionConfig, parse_setup
@@ -89,7 +91,7 @@ class Session:
         self._history: list[dict[str, Any]] = []
         self._session_id = ""
         self._turns = 0
-        self._send_lock = trio.Lock()
+        self._send_lock = Gate()
         self._reply: _Reply | None = None
         self._nursery: trio.Nursery | None = None
         self._functions: dict[str, dict[str, Any]] = {}  # declared tools: name → parameters
@@ -449,14 +451,14 @@ class Session:
         """Send `messages` in order, in one write where the socket can (the relay's seam sockets)."""
         datas = [orjson.dumps(m) for m in messages]
         batch = getattr(self._ws, "send_texts", None)
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(_SEND_GUARD) as guard:
-                async with self._send_lock:
-                    if batch is not None and not binary:
-                        await batch(datas)
-                    else:
-                        for data in datas:
-                            await self._ws.send_message(data if binary else data.decode())
+        # Shielded from the reply's cancellation, yet bounded by its own deadline: one scope does both.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SEND_GUARD) as guard:
+            async with self._send_lock:
+                if batch is not None and not binary:
+                    await batch(datas)
+                else:
+                    for data in datas:
+                        await self._ws.send_message(data if binary else data.decode())
         if guard.cancelled_caught:
             log.warning("emulator: peer stopped reading; dropping connection")
             await self._close(*INTERNAL_ERROR)
