@@ -9,6 +9,7 @@ Nothing outside this module imports trio_websocket.
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -98,6 +99,24 @@ class IncomingConnection(Protocol):
 Handler = Callable[[IncomingConnection], Awaitable[None]]
 
 
+def write_now(stream: trio.abc.Stream, data: bytes) -> bytes:
+    """Write what the kernel takes at once to a plain TCP stream, without a trip through trio's scheduler (its
+    send_all always makes one); returns the rest, for send_all.  TLS and other streams: everything is left.
+
+    The descriptor is read at the moment of writing: a closed trio socket reports -1, so a number reused by a
+    newer connection can never be written to."""
+    if type(stream) is not trio.SocketStream:
+        return data
+    fd = stream.socket.fileno()
+    if fd < 0:
+        return data  # closed: send_all raises the proper error
+    try:
+        sent = os.write(fd, data)
+    except BlockingIOError:
+        return data
+    return data[sent:]
+
+
 def _batchable(ws: tws.WebSocketConnection) -> bool:
     """Whether this trio-websocket exposes the internals that batching uses (0.12 does; the pin is <0.13)."""
     return all(hasattr(ws, name) for name in ("_recv_channel", "_wsproto", "_stream_lock", "_stream", "_close_reason",
@@ -141,24 +160,33 @@ class TrioWebsocketSocket:
 
     async def send_texts(self, messages: Sequence[bytes]) -> None:
         ws = self._ws
-        if not self._batch or len(messages) == 1:
+        if not self._batch:
             try:
                 for message in messages:
                     await ws.send_message(message.decode())
             except tws.ConnectionClosed as exc:
                 raise SocketClosed(exc.reason.code, exc.reason.reason) from None
             return
-        # As WebSocketConnection.send_message and _send, with one write for the lot.
+        # As WebSocketConnection.send_message and _send, with one write for the lot, and no pass through the
+        # scheduler when the stream lock is free and the kernel takes the whole write.
         if ws._close_reason:
             raise SocketClosed(ws._close_reason.code, ws._close_reason.reason)
-        data = b"".join(ws._wsproto.send(TextMessage(data=m.decode())) for m in messages)
-        async with ws._stream_lock:
-            try:
-                await ws._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await ws._abort_web_socket()
-                reason = ws._close_reason
-                raise SocketClosed(reason.code if reason else 1006, reason.reason if reason else "") from None
+        data = b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
+        lock = ws._stream_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            rest = write_now(ws._stream, data)
+            if rest:
+                await ws._stream.send_all(rest)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await ws._abort_web_socket()
+            reason = ws._close_reason
+            raise SocketClosed(reason.code if reason else 1006, reason.reason if reason else "") from None
+        finally:
+            lock.release()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         # Close reasons are limited to 123 bytes by the WebSocket framing.

@@ -18,7 +18,7 @@ from websockets.protocol import CLOSED, OPEN, SEND_EOF
 from websockets.protocol import Protocol as WsProtocol
 
 from relay.gate import Gate
-from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed
+from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed, write_now
 
 # Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
 TEXT, BINARY, CONT, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
@@ -56,9 +56,6 @@ class WebsocketsSocket:
     ) -> None:
         self._stream = stream
         self._protocol = protocol
-        # The socket's descriptor for direct writes (plain TCP only; TLS goes through its stream).  Valid while
-        # the stream is open: every write checks _stream_closed first, and closing happens only in here.
-        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else None
         self._messages: deque[str | bytes] = deque()
         self._fragments: list[bytes | bytearray] = []
         self._fragments_text = False
@@ -242,18 +239,10 @@ class WebsocketsSocket:
             await self._drain()
 
     async def _write(self, payload: bytes) -> None:
-        """`send_all`, but on plain TCP first one direct write: trio's send passes through the scheduler even
-        when the kernel takes everything at once, which on the relay's path is most of a small message's cost.
-        Reads still yield on every call, so no task can monopolise the loop through here."""
-        if self._fd is not None:
-            try:
-                sent = os.write(self._fd, payload)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(payload):
-                return
-            payload = payload[sent:]
-        await self._stream.send_all(payload)
+        # Reads still yield on every call, so skipping the scheduler here lets no task monopolise the loop.
+        rest = write_now(self._stream, payload)
+        if rest:
+            await self._stream.send_all(rest)
 
     async def _flush_from_reader(self) -> None:
         data = self._protocol.data_to_send()
