@@ -31,7 +31,7 @@ CANON = {
     "response.output_audio_transcript.delta": "response.audio_transcript.delta",
     "response.output_audio_transcript.done": "response.audio_transcript.done",
 }
-UPSTREAM_FAULTS = ("upstream_closed", "upstream_connection_failed", "upstream_protocol_error")
+UPSTREAM_FAULTS = ("upstream_closed", "upstream_connection_failed", "upstream_protocol_error", "upstream_timeout")
 PART_EVENTS = {
     "response.content_part.added", "response.content_part.done", "response.text.delta", "response.text.done",
     "response.audio.delta", "response.audio.done", "response.audio_transcript.delta",

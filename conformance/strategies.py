@@ -366,4 +366,5 @@ def upstream_faults(garbage: list[bytes]) -> S[tuple[str, int | None, Any]]:
         st.tuples(st.just("closed"), st.sampled_from([1011, 1007, 1008, 1000, 4003, None]), texts),
         st.tuples(st.just("failed"), st.sampled_from([401, 403, 404, 500, 503, None]), nonempty_texts),
         st.tuples(st.just("garbage"), st.none(), st.sampled_from(garbage)),
+        st.tuples(st.just("stalled"), st.none(), st.sampled_from([0.5, 60.0])),
     )

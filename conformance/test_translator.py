@@ -145,15 +145,20 @@ class TranslatorMachine(ClientSide):
             kind = "invalid_request_error" if code is not None and code < 500 else "server_error"
         elif how == "garbage":
             events, kind = self.upstream(text, requested=False), "server_error"
+        elif how == "stalled" and self.t.awaiting_model:
+            # The shell's deadline fires only while Gemini owes output.
+            events, kind = self.feed(self.t.upstream_stalled(text), requested=False), "server_error"
         else:
             return
-        code = {"closed": "upstream_closed", "failed": "upstream_connection_failed"}.get(how, "upstream_protocol_error")
+        code = {"closed": "upstream_closed", "failed": "upstream_connection_failed",
+                "stalled": "upstream_timeout"}.get(how, "upstream_protocol_error")
         assert (events[0]["type"], events[0]["error"]["type"], events[0]["error"]["code"]) == ("error", kind, code)
         if active is not None:
             done = response_side(events)[-1]
             assert done["type"] == "response.done" and done["response"]["id"] == active["id"]
             assert done["response"]["status"] == "failed"
         assert self.check.active is None and self.check.upstream == "none"
+        assert not self.t.awaiting_model
         self.discarding = False
 
     # ------------------------------------------------------------ a whole turn

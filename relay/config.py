@@ -8,6 +8,7 @@ never contain secret values (keys, inline credentials, environment variable valu
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -59,6 +60,8 @@ class Config:
     source: str = "<embedded default>"
     # The WebSocket implementation for both the client-facing server and the upstream connections.
     transport: TransportName = DEFAULT_TRANSPORT
+    # Seconds Gemini may stay silent while it owes a response before the relay reports it and reconnects.
+    response_timeout: float = 60.0
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -101,6 +104,7 @@ class _ModelListEntry:
 class _GeneralSettings:
     master_key: str | None = None
     transport: str | None = None
+    response_timeout: Any = None  # a positive number; checked by hand (cattrs would take "60" or True)
 
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
@@ -349,7 +353,9 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
     warnings = [f"{path}: {key}: not used by the relay, ignored" for key in data if key not in _TOP_KEYS]
     errors: list[str] = []
 
-    master_key, transport = _general_settings(data.get("general_settings"), path, env, warnings, errors)
+    master_key, transport, response_timeout = _general_settings(
+        data.get("general_settings"), path, env, warnings, errors
+    )
 
     raw_list = data.get("model_list")
     if raw_list is None:
@@ -394,7 +400,9 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
         raise ConfigError(
             f"{path}: model_list: no realtime model (every entry has a model_info.mode other than realtime)"
         )
-    return Config(models=tuple(models), master_key=master_key, source=path, transport=transport), warnings
+    config = Config(models=tuple(models), master_key=master_key, source=path, transport=transport,
+                    response_timeout=response_timeout)
+    return config, warnings
 
 
 _TOP_KEYS = ("model_list", "general_settings")
@@ -402,18 +410,27 @@ _TOP_KEYS = ("model_list", "general_settings")
 
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
-) -> tuple[str | None, TransportName]:
-    """(master_key, transport) from general_settings; problems go to `errors`."""
+) -> tuple[str | None, TransportName, float]:
+    """(master_key, transport, response_timeout) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
+    default_timeout = attrs.fields(Config).response_timeout.default
     if raw is None:
-        return fallback, DEFAULT_TRANSPORT
+        return fallback, DEFAULT_TRANSPORT, default_timeout
     if not isinstance(raw, Mapping):
         errors.append(f"{path}: general_settings: must be a mapping, got {_kind(raw)}")
-        return None, DEFAULT_TRANSPORT
+        return None, DEFAULT_TRANSPORT, default_timeout
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
-        return None, DEFAULT_TRANSPORT
-    return _master_key(settings, path, env, errors, fallback), _transport(settings, path, env, errors)
+        return None, DEFAULT_TRANSPORT, default_timeout
+    timeout = settings.response_timeout
+    if timeout is None:
+        timeout = default_timeout
+    elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+        errors.append(f"{path}: general_settings.response_timeout: must be a positive number of seconds, "
+                      f"got {timeout!r}")
+        timeout = default_timeout
+    master_key = _master_key(settings, path, env, errors, fallback)
+    return master_key, _transport(settings, path, env, errors), float(timeout)
 
 
 def _master_key(

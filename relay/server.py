@@ -113,7 +113,9 @@ class RelayServer:
         self.active_sessions += 1
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
-            await Session(client, translator, upstream, label, self.transport.open_connection).run()
+            await Session(
+                client, translator, upstream, label, self.transport.open_connection, self.config.response_timeout
+            ).run()
         except Exception:
             # A relay bug must not pass silently; the client sees the socket close with 1011.
             log.exception("%s session failed", label)

@@ -16,6 +16,7 @@ that needs the model opens a fresh upstream (the translator replays the conversa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from relay.upstream import Upstream, UpstreamAuthError
 log = logging.getLogger("relay.session")
 
 SETUP_TIMEOUT = 20.0  # seconds for Gemini to answer `setup`
+RESPONSE_TIMEOUT = 60.0  # seconds of silence from Gemini while it owes output (general_settings.response_timeout)
 
 
 class _Link:
@@ -54,8 +56,12 @@ class Session:
         upstream: Upstream,
         label: str,
         open_upstream: OpenConnection = open_connection,
+        response_timeout: float = RESPONSE_TIMEOUT,
     ) -> None:
         self._client = client
+        self._response_timeout = response_timeout
+        # The upstream reader's wait, given a deadline while Gemini owes output (see _watch_reply).
+        self._reply_wait: trio.CancelScope | None = None
         self._open_upstream = open_upstream  # the configured transport's client side
         self._t = translator
         self._upstream = upstream
@@ -124,6 +130,18 @@ class Session:
                 await self._send_upstream(out.upstream)
             if out.close is not None:
                 await self._client.close(out.close.code, out.close.reason)
+            self._watch_reply()
+
+    def _watch_reply(self) -> None:
+        """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.
+        A reply that never comes becomes an `error` event instead of a response left open for good."""
+        wait = self._reply_wait
+        if wait is None:
+            return
+        if not self._t.awaiting_model:
+            wait.deadline = math.inf
+        elif wait.deadline == math.inf:
+            wait.deadline = trio.current_time() + self._response_timeout
 
     async def _send_upstream(self, messages: list[dict[str, Any]]) -> None:
         link = self._link
@@ -191,7 +209,17 @@ class Session:
             link.ready.set()
             await self._dispatch(self._t.upstream_frame(frame))
             while True:
-                await self._dispatch_all(self._t.upstream_frame, await sock.get_messages())
+                with trio.CancelScope() as wait:
+                    self._reply_wait = wait
+                    self._watch_reply()
+                    frames = await sock.get_messages()
+                self._reply_wait = None
+                if wait.cancelled_caught:
+                    log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
+                    link.fail()
+                    await self._dispatch(self._t.upstream_stalled(self._response_timeout))
+                    return
+                await self._dispatch_all(self._t.upstream_frame, frames)
         except SocketClosed as exc:
             if not link.closing:
                 log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)

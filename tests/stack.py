@@ -32,8 +32,10 @@ class Stack:
         extra_models: list[dict] = (),
         emulator_options: dict[str, Any] | None = None,
         transport: str = "trio-websocket",
+        general_settings: dict[str, Any] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.general_settings = dict(general_settings or {})
         # The relay's WebSocket transport (general_settings.transport); the emulator always uses trio-websocket.
         self.transport = transport
         self.emulator_options = emulator_options or {}
@@ -90,7 +92,7 @@ class Stack:
             if params.get("api_base") == "EMULATOR":
                 params["api_base"] = f"ws://127.0.0.1:{self.emulator_port}"
             models.append({**extra, "litellm_params": params})
-        settings: dict[str, Any] = {"transport": self.transport}
+        settings: dict[str, Any] = {"transport": self.transport, **self.general_settings}
         if self.master_key:
             settings["master_key"] = self.master_key
         doc: dict[str, Any] = {"model_list": models, "general_settings": settings}

@@ -549,3 +549,16 @@ def test_function_response_id_flag(tmp_path: Path) -> None:
     assert on.models[0].function_response_id is True
     assert "function_response_id" in error(
         tmp_path, one_model("model: vertex_ai/m\nfunction_response_id: sometimes\n"))
+
+
+def test_response_timeout_setting(tmp_path: Path) -> None:
+    text = one_model("model: vertex_ai/m\n")
+    assert load(tmp_path, text)[0].response_timeout == 60.0
+    assert default_config("http://127.0.0.1:1").response_timeout == 60.0
+    assert load(tmp_path, text + "general_settings: {response_timeout: 5}\n")[0].response_timeout == 5.0
+    assert load(tmp_path, text + "general_settings: {response_timeout: 0.25}\n")[0].response_timeout == 0.25
+    for bad in ("0", "-1", "'60'", "true", ".inf"):
+        assert error(tmp_path, text + f"general_settings: {{response_timeout: {bad}}}\n").endswith(
+            "general_settings.response_timeout: must be a positive number of seconds, got "
+            + {"0": "0", "-1": "-1", "'60'": "'60'", "true": "True", ".inf": "inf"}[bad]
+        )

@@ -374,6 +374,8 @@ class Session:
             if fault in faults:
                 await self._close(*code_reason)
                 return
+        if Fault.SILENT in faults:
+            await trio.sleep_forever()  # a turn taken and never answered (the session itself stays up)
         reply.binary = Fault.BINARY in faults
         delay = _SLOW_DELAY if Fault.SLOW in faults else self._options.chunk_delay
         if Fault.GOAWAY in faults:

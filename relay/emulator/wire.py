@@ -165,6 +165,7 @@ class Fault(enum.Enum):
     GOAWAY = "goaway"
     SLOW = "slow"
     CANCEL_TOOLS = "cancel-tools"
+    SILENT = "silent"
 
 
 _FAULT_MARKER = re.compile(r"\[fault:([a-z0-9-]+)\]")

@@ -108,6 +108,21 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
         self._upstream_fault(kind, "upstream_closed", text)
         return self._take()
 
+    def upstream_stalled(self, seconds: float) -> Output:
+        """Gemini owed output (see `awaiting_model`) and sent nothing for `seconds`; the shell dropped the link."""
+        self._upstream_fault(
+            "server_error", "upstream_timeout",
+            f"Gemini sent nothing for {seconds:g} s during a response; the relay closed that connection "
+            "(the next request opens a new one).",
+        )
+        return self._take()
+
+    @property
+    def awaiting_model(self) -> bool:
+        """Gemini owes output: a response is open, a cancelled one awaits its end, or a tool answer was sent."""
+        r = self._response
+        return (r is not None and not r.finished) or self._discarding or self._tools.awaiting_continuation
+
     def upstream_failed(self, status: int | None, message: str) -> Output:
         """The upstream could not be reached or refused the handshake (or credentials failed)."""
         kind = "invalid_request_error" if status is not None and 400 <= status < 500 else "server_error"

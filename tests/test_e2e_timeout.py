@@ -1,0 +1,67 @@
+"""A Gemini that takes a turn and never answers: after `general_settings.response_timeout` the client gets
+an `error` event and a failed `response.done`, and the next turn works on a fresh upstream connection."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.clients import sdk_beta, sdk_ga
+from tests.stack import TRANSPORTS, Stack
+from tests.test_e2e_text import user_text
+
+
+def _setups(stack: Stack) -> int:
+    return sum("setup" in m for m in stack.upstream_messages())
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def quick_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    s = Stack(tmp_path_factory.mktemp("timeout"), transport=request.param,
+              general_settings={"response_timeout": 0.5}).start()
+    yield s
+    s.stop()
+
+
+def test_silent_upstream_fails_the_response_and_the_next_turn_reconnects(quick_stack):
+    with sdk_ga(quick_stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        c.recv()
+        c.send(user_text("[fault:silent] anyone there"))
+        c.recv(), c.recv()
+        c.send({"type": "response.create"})
+        events = c.until("response.done")
+        err = next(e for e in events if e["type"] == "error")
+        assert err["error"]["type"] == "server_error" and err["error"]["code"] == "upstream_timeout"
+        assert "0.5 s" in err["error"]["message"]
+        assert events[-1]["response"]["status"] == "failed"
+        c.send(user_text("are you back"))
+        c.recv(), c.recv()
+        c.send({"type": "response.create"})
+        events = c.until("response.done")
+        assert events[-1]["response"]["status"] == "completed"
+        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Echo: are you back"
+    assert _setups(quick_stack) >= 2
+
+
+def test_a_quiet_session_without_a_response_is_left_alone(quick_stack):
+    """The deadline runs only while Gemini owes output: an idle session longer than it stays connected."""
+    with sdk_beta(quick_stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"modalities": ["text"]}})
+        c.recv()
+        c.send(user_text("first"))
+        c.recv()
+        c.send({"type": "response.create"})
+        assert c.until("response.done")[-1]["response"]["status"] == "completed"
+        before = _setups(quick_stack)
+        time.sleep(1.2)
+        c.send(user_text("second"))
+        c.recv()
+        c.send({"type": "response.create"})
+        events = c.until("response.done")
+        assert events[-1]["response"]["status"] == "completed"
+        assert not [e for e in events if e["type"] == "error"]
+        assert _setups(quick_stack) == before  # same upstream connection
