@@ -45,6 +45,19 @@ def user_text(text: str) -> dict:
     }
 
 
+def text_turn(c, text: str) -> list[dict]:
+    """A user text item and response.create; the events from response.created to response.done."""
+    c.send(user_text(text))
+    for _ in range(2 if c.dialect == "ga" else 1):  # conversation.item.added/.done, or .created
+        c.recv()
+    c.send({"type": "response.create"})
+    return c.until("response.done")
+
+
+def reply_text(events: list[dict]) -> str:
+    return "".join(e["delta"] for e in events if e["type"] in ("response.output_text.delta", "response.text.delta"))
+
+
 def assert_upstream_valid(stack) -> None:
     for message in stack.upstream_messages():
         validate_gemini(message)
@@ -291,21 +304,14 @@ def test_upstream_1011_is_a_server_error_and_the_next_turn_reconnects(stack):
         c.recv()
         c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
         c.recv()
-        c.send(user_text("[fault:mid-1011] this will break"))
-        c.recv(), c.recv()
-        c.send({"type": "response.create"})
-        events = c.until("response.done")
+        events = text_turn(c, "[fault:mid-1011] this will break")
         err = next(e for e in events if e["type"] == "error")
         assert err["error"]["type"] == "server_error"
         assert err["error"]["code"] == "upstream_closed"
         assert "1011" in err["error"]["message"] and "Internal error occurred." in err["error"]["message"]
         assert events[-1]["response"]["status"] == "failed"
-        c.send(user_text("are you back"))
-        c.recv(), c.recv()
-        c.send({"type": "response.create"})
-        events = c.until("response.done")
-        assert events[-1]["response"]["status"] == "completed"
-        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Echo: are you back"
+        events = text_turn(c, "are you back")
+        assert events[-1]["response"]["status"] == "completed" and reply_text(events) == "Echo: are you back"
 
 
 def test_upstream_1007_is_an_invalid_request_error(stack):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.clients import sdk_beta, sdk_ga
 from tests.stack import TRANSPORTS, Stack
-from tests.test_e2e_text import user_text
+from tests.test_e2e_text import reply_text, text_turn
 
 
 def _setups(stack: Stack) -> int:
@@ -29,20 +29,13 @@ def test_silent_upstream_fails_the_response_and_the_next_turn_reconnects(quick_s
         c.recv()
         c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
         c.recv()
-        c.send(user_text("[fault:silent] anyone there"))
-        c.recv(), c.recv()
-        c.send({"type": "response.create"})
-        events = c.until("response.done")
+        events = text_turn(c, "[fault:silent] anyone there")
         err = next(e for e in events if e["type"] == "error")
         assert err["error"]["type"] == "server_error" and err["error"]["code"] == "upstream_timeout"
         assert "0.5 s" in err["error"]["message"]
         assert events[-1]["response"]["status"] == "failed"
-        c.send(user_text("are you back"))
-        c.recv(), c.recv()
-        c.send({"type": "response.create"})
-        events = c.until("response.done")
-        assert events[-1]["response"]["status"] == "completed"
-        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Echo: are you back"
+        events = text_turn(c, "are you back")
+        assert events[-1]["response"]["status"] == "completed" and reply_text(events) == "Echo: are you back"
     assert _setups(quick_stack) >= 2
 
 
@@ -52,16 +45,10 @@ def test_a_quiet_session_without_a_response_is_left_alone(quick_stack):
         c.recv()
         c.send({"type": "session.update", "session": {"modalities": ["text"]}})
         c.recv()
-        c.send(user_text("first"))
-        c.recv()
-        c.send({"type": "response.create"})
-        assert c.until("response.done")[-1]["response"]["status"] == "completed"
+        assert text_turn(c, "first")[-1]["response"]["status"] == "completed"
         before = _setups(quick_stack)
         time.sleep(1.2)
-        c.send(user_text("second"))
-        c.recv()
-        c.send({"type": "response.create"})
-        events = c.until("response.done")
+        events = text_turn(c, "second")
         assert events[-1]["response"]["status"] == "completed"
         assert not [e for e in events if e["type"] == "error"]
         assert _setups(quick_stack) == before  # same upstream connection
