@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
 from functools import partial
@@ -23,8 +24,11 @@ from trio_websocket import open_websocket_url
 from relay.__main__ import main as relay_main
 from relay.bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
 from relay.bench.report import ScenarioResult
+from relay.bench.servers import _EMULATOR_READY
 from relay.bench.targets import evaluate
+from relay.bench.tls import self_signed
 from relay.emulator import Emulator, EmulatorOptions
+from relay.emulator.__main__ import main as emulator_main
 from tests.test_emulator import TEXT_SETUP, VERTEX, VERTEX_MODEL, expect_close, recv, send, user_turn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +153,39 @@ async def test_emulator_over_the_websockets_transport(nursery: trio.Nursery) -> 
         reply = [await recv(ws) for _ in range(3)]
         assert reply[0]["serverContent"]["modelTurn"]["parts"][0]["text"] == "Echo: hi"
         assert reply[-1]["serverContent"]["turnComplete"] is True
+
+
+@pytest.mark.parametrize("transport", ["trio-websocket", "websockets"])
+async def test_emulator_command_serves_wss_with_a_certificate(tmp_path: Path, transport: str) -> None:
+    """`python -m relay.emulator --tls-cert --tls-key` (the tls scenario's upstream) announces and serves wss://."""
+    cert, key = self_signed(tmp_path)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay.emulator", "--port", "0", "--echo-audio", "--transport", transport,
+         "--tls-cert", str(cert), "--tls-key", str(key)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(30):
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+        match = _EMULATOR_READY.search(line)
+        assert match is not None and "listening on wss://127.0.0.1:" in line, line
+        async with open_websocket_url(f"wss://127.0.0.1:{match.group(1)}{VERTEX}", client_ctx) as ws:
+            await send(ws, TEXT_SETUP)
+            assert await recv(ws) == {"setupComplete": {}}
+            data = ChunkMaker()(1, 2)
+            await send(ws, audio(data))
+            assert await recv(ws) == echo_of(data)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_emulator_command_wants_both_tls_files(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        emulator_main(["--tls-cert", "cert.pem"])
+    assert info.value.code == 2 and "--tls-cert and --tls-key go together" in capsys.readouterr().err
 
 
 # -- chunk framing -----------------------------------------------------------------------------
@@ -300,3 +337,26 @@ def test_idle_and_connect_scenarios_smoke(tmp_path: Path) -> None:
             assert p[mode]["connections"] > 0 and p[mode]["error_count"] == 0, p
             assert isinstance(p[mode]["ready_ms"]["p50"], float)
     assert "## Connect" in markdown and len(_rows(markdown, "relay trio-websocket")) == 2
+
+
+def test_tls_scenario_smoke_compares_ws_and_wss_on_each_transport(tmp_path: Path) -> None:
+    """Both transports, each against the plain and the TLS emulator: every turn and chunk goes through."""
+    markdown, document = _bench(tmp_path, "tls", "--turns", "3", "--text-sessions", "1", "--phases", "1",
+                                "--sessions", "2",
+                                "--seconds", "0.5", "--grace", "2", "--transports", "trio-websocket", "websockets",
+                                timeout=120)
+    assert "## TLS on the upstream hop" in markdown
+    scenario = document["scenarios"]["tls"]
+    assert scenario["negotiated"].startswith("TLSv1"), scenario["negotiated"]
+    transports = scenario["transports"]
+    assert list(transports) == ["relay trio-websocket", "relay websockets"]
+    for label, runs in transports.items():
+        for scheme in ("ws", "wss"):
+            text, audio = runs[scheme]["text"], runs[scheme]["audio"]
+            assert text["turns"] == 3 and text["error_count"] == 0, (label, scheme, text)
+            assert isinstance(text["p50_ms"], float) and isinstance(text["cpu_us_per_turn"], float)
+            assert audio["healthy"] and audio["dropped"] == 0, (label, scheme, audio)
+            assert [p["sent"] for p in audio["phases"]] == [50], audio["phases"]
+        assert set(runs["overhead"]) >= {"text.cpu_us_per_turn", "audio.cpu_us_per_chunk", "audio.p99_ms"}
+        rows = _rows(markdown, label)
+        assert [row.split(" | ")[1] for row in rows] == ["ws://", "wss://", "**TLS cost**"], rows

@@ -11,5 +11,6 @@ Layout:
 * `common`: the per-run `Context` and helpers to run a measurement on every path; `report`: tables,
   percentiles, markdown and JSON; `targets`: the Targets table; `machine`: machine and software facts.
 * Scenarios, each a module with its load generator client: `text` and `audio_reply` (`turns_client`),
-  `idle` and `connect` (`conn_client`), `audio` (`audio_phase`, `audio_report`, `audio_client`).
+  `idle` and `connect` (`conn_client`), `audio` (`audio_phase`, `audio_report`, `audio_client`), `tls` (a
+  wss:// emulator; the text and audio clients).
 """

@@ -26,13 +26,17 @@ class PhaseSpec:
     per_generator: int
 
 
-def run_phase(ctx: Context, endpoint: Endpoint, server_pid: int | None, n: int, spec: PhaseSpec) -> dict[str, Any]:
+def run_phase(
+    ctx: Context, endpoint: Endpoint, server_pid: int | None, n: int, spec: PhaseSpec, *,
+    emulator_pid: int | None = None,
+) -> dict[str, Any]:
     """Stream `n` sessions through `endpoint` for `spec.seconds`; `server_pid` is the server under test (None for
-    the direct floor), whose CPU and memory are read over the streaming window."""
+    the direct floor), whose CPU and memory are read over the streaming window; `emulator_pid` is the emulator it
+    streams to, when not the lab's own."""
     assert ctx.lab.emulator is not None
     gens = min(ctx.pool.size, math.ceil(n / spec.per_generator))
     jobs = [AudioJob(endpoint, tuple(range(g, n, gens)), n, spec.seconds, spec.grace) for g in range(gens)]
-    pids = {"emulator": ctx.lab.emulator.pid}
+    pids = {"emulator": emulator_pid or ctx.lab.emulator.pid}
     if server_pid is not None:
         pids["server"] = server_pid
     before = {name: sample(pid) for name, pid in pids.items()}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from relay.bench import audio, audio_reply, connect, idle, targets, text
+from relay.bench import audio, audio_reply, connect, idle, targets, text, tls
 from relay.bench.common import Context
 from relay.bench.loadgen import GeneratorPool
 from relay.bench.machine import facts, wakeup_lateness
@@ -27,7 +27,7 @@ from relay.bench.procs import busy_percent, cpu_times, pin, plan_pinning, raise_
 from relay.bench.report import ScenarioResult, write
 from relay.bench.servers import TRANSPORTS, Lab, relay_transports
 
-SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio)}
+SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio, tls)}
 DEFAULT_OUT = Path("bench/results.md")
 _BUSY = 10.0  # % of a CPU in use before the run that makes it a noisy machine
 _POOL = 4  # most load generator processes: enough to spread a few hundred audio sessions

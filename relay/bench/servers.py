@@ -24,7 +24,7 @@ from relay.bench.dialects import VERTEX_PATH, Endpoint
 from relay.bench.procs import Child, Pinning, ProcSample, pin, sample
 
 # Printed by each child once it listens.
-_EMULATOR_READY = re.compile(r"emulator listening on ws://[^:\s]+:(\d+)")
+_EMULATOR_READY = re.compile(r"emulator listening on wss?://[^:\s]+:(\d+)")
 _RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
 _BARE_READY = re.compile(r"bare forwarder listening on ws://[^:\s]+:(\d+)")
 _LITELLM_READY = re.compile(r"Uvicorn running on http://[^:\s]+:(\d+)")
@@ -68,6 +68,23 @@ class Target:
         return f"{self.kind} {self.transport}" if self.transport else self.kind
 
 
+@attrs.frozen
+class Upstream:
+    """An emulator the servers under test connect to: `ws://`, or `wss://` when `cert` is set (the self-signed PEM
+    that a server under test then trusts through SSL_CERT_FILE, as Python's default TLS context reads it)."""
+
+    child: Child
+    cert: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "ws" if self.cert is None else "wss"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.child.port}"
+
+
 @attrs.define
 class Server:
     target: Target
@@ -86,14 +103,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def relay_config(emulator_port: int) -> str:
-    """One Vertex model on the emulator, without Google credentials."""
+def relay_config(emulator_port: int, scheme: str = "ws") -> str:
+    """One Vertex model on the emulator (`scheme` wss: over TLS), without Google credentials."""
     return (
         "model_list:\n"
         "  - model_name: bench\n"
         "    litellm_params:\n"
         "      model: vertex_ai/gemini-2.0-flash-live-preview-04-09\n"
-        f"      api_base: ws://127.0.0.1:{emulator_port}\n"
+        f"      api_base: {scheme}://127.0.0.1:{emulator_port}\n"
         "      upstream_auth: none\n"
         "      vertex_project: bench\n"
     )
@@ -128,15 +145,24 @@ class Lab:
         non-audio message it received, and a heap grown by 5,000 idle sessions makes for longer GC pauses)."""
         if self.emulator is not None:
             self.emulator.stop()
-        self.emulator = Child.relay_module(
-            "emulator",
-            ["relay.emulator", "--host", "127.0.0.1", "--port", "0", "--echo-audio",
-             "--reply-audio-chunks", str(REPLY_AUDIO_CHUNKS), "--transport", self.emulator_transport],
-            _EMULATOR_READY, dict(os.environ), self.logdir,
-        )
-        self._pin(self.emulator.pid, self.pinning.others)
-        self.emulator.wait_ready()
-        self._pin(self.emulator.pid, self.pinning.others)
+        self.emulator = self.start_emulator("emulator")
+
+    def start_emulator(self, name: str, tls: tuple[Path, Path] | None = None) -> Child:
+        """An emulator child on the load CPUs, ready; `tls` (certificate and key PEM files) makes it serve wss://.
+        The caller stops it, unless it is the lab's own `emulator`."""
+        args = ["relay.emulator", "--host", "127.0.0.1", "--port", "0", "--echo-audio",
+                "--reply-audio-chunks", str(REPLY_AUDIO_CHUNKS), "--transport", self.emulator_transport]
+        if tls is not None:
+            args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        child = Child.relay_module(name, args, _EMULATOR_READY, dict(os.environ), self.logdir)
+        try:
+            self._pin(child.pid, self.pinning.others)
+            child.wait_ready()
+            self._pin(child.pid, self.pinning.others)
+        except BaseException:
+            child.stop()
+            raise
+        return child
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -145,6 +171,12 @@ class Lab:
     def emulator_port(self) -> int:
         assert self.emulator is not None
         return self.emulator.port
+
+    @property
+    def upstream(self) -> Upstream:
+        """The lab's own emulator, plain ws://."""
+        assert self.emulator is not None
+        return Upstream(self.emulator)
 
     @property
     def direct(self) -> Endpoint:
@@ -163,8 +195,10 @@ class Lab:
         return out
 
     @contextmanager
-    def serve(self, target: Target) -> Iterator[Server]:
-        child = self._start(target)
+    def serve(self, target: Target, upstream: Upstream | None = None) -> Iterator[Server]:
+        """`target` running for the duration of the block, connecting upstream to `upstream` (default: the lab's
+        emulator)."""
+        child = self._start(target, upstream or self.upstream)
         try:
             child.wait_ready(_LITELLM_START_TIMEOUT if target.kind == "litellm" else 30.0)
             # Again now that it runs: threads it started since inherited nothing from the first call.
@@ -179,28 +213,34 @@ class Lab:
         auth = (("Authorization", f"Bearer {self.key}"),)
         return Endpoint(target.label, f"ws://127.0.0.1:{port}/v1/realtime?model=bench", "openai", auth)
 
-    def _start(self, target: Target) -> Child:
+    def _start(self, target: Target, upstream: Upstream) -> Child:
         env = dict(os.environ)
+        if upstream.cert is not None:
+            env["SSL_CERT_FILE"] = str(upstream.cert)
+        # Its own log and config file per upstream: a scenario may run the same target against two emulators at once.
+        name = target.label if upstream.child is self.emulator else f"{target.label} to {upstream.child.name}"
         if target.kind == "relay":
-            config = self.logdir / "relay.yaml"
-            config.write_text(relay_config(self.emulator_port))
+            config = self.logdir / f"{name.replace(' ', '-')}.yaml"
+            config.write_text(relay_config(upstream.child.port, upstream.scheme))
             # The key comes from the environment, as in a deployment without a master_key in the file.
             env["RELAY_MASTER_KEY"] = self.key
             args = ["relay", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
             if len(self.relay_transports) > 1:  # else this relay has no --transport option yet
                 args += ["--transport", str(target.transport)]
-            child = Child.relay_module(target.label, args, _RELAY_READY, env, self.logdir)
+            child = Child.relay_module(name, args, _RELAY_READY, env, self.logdir)
         elif target.kind == "bare":
-            args = ["relay.bench.bare", "--transport", str(target.transport), "--upstream",
-                    f"ws://127.0.0.1:{self.emulator_port}", "--host", "127.0.0.1", "--port", "0"]
-            child = Child.relay_module(target.label, args, _BARE_READY, env, self.logdir)
+            args = ["relay.bench.bare", "--transport", str(target.transport), "--upstream", upstream.url,
+                    "--host", "127.0.0.1", "--port", "0"]
+            child = Child.relay_module(name, args, _BARE_READY, env, self.logdir)
         elif target.kind == "litellm":
             from relay.bench.peer import litellm_config, litellm_env
 
             assert self.litellm is not None
+            if upstream.cert is not None:
+                raise ValueError("LiteLLM is only measured against the plain ws:// emulator")
             port = _free_port()  # uvicorn prints the port it was given, so it cannot be 0
             config = self.logdir / "litellm.yaml"
-            config.write_text(litellm_config(self.emulator_port))
+            config.write_text(litellm_config(upstream.child.port))
             argv = [str(self.litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
             child = Child(target.label, argv, _LITELLM_READY, litellm_env(self.key), self.logdir)
         else:

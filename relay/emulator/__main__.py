@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 from functools import partial
 
 import trio
@@ -35,7 +36,15 @@ def main(argv: list[str] | None = None) -> None:
         "--transport", choices=("trio-websocket", "websockets"), default="trio-websocket",
         help="WebSocket implementation to serve with (websockets: the relay's faster sans-IO transport)",
     )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate (chain); needs --tls-key")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    ssl_context = None
+    if args.tls_cert is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     options = EmulatorOptions(
         bearer_token=args.bearer_token,
         api_key=args.api_key,
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         transport=args.transport,
     )
     try:
-        trio.run(partial(run_emulator, args.host, args.port, options))
+        trio.run(partial(run_emulator, args.host, args.port, options, ssl_context=ssl_context))
     except KeyboardInterrupt:
         pass
 

@@ -104,6 +104,7 @@ Fault triggers, written anywhere in the user text of a turn:
 * ``[fault:goaway]``: send ``{"goAway": {"timeLeft": "50s"}}`` before the reply.
 * ``[fault:slow]``: wait 0.5 s between the reply chunks of this turn.
 * ``[fault:cancel-tools]``: send ``toolCallCancellation`` right after this turn's tool calls.
+* ``[fault:silent]``: take the turn and never answer it (the connection stays up).
 
 Function calling (``relay/emulator/tools.py``): a user text turn that names a function declared in
 ``setup.tools`` is answered with a ``toolCall`` (deterministic arguments); once a ``toolResponse``
@@ -314,9 +315,13 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def run_emulator(host: str, port: int, options: EmulatorOptions = _DEFAULT_OPTIONS) -> None:
-    """Serve an emulator forever, announcing the address on stdout once it is listening."""
+async def run_emulator(
+    host: str, port: int, options: EmulatorOptions = _DEFAULT_OPTIONS, *, ssl_context: ssl.SSLContext | None = None
+) -> None:
+    """Serve an emulator forever (``wss://`` with ``ssl_context``), announcing the address on stdout once it is
+    listening."""
     emulator = Emulator(options)
+    scheme = "ws" if ssl_context is None else "wss"
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(partial(emulator.serve, host, port))
-        print(f"Gemini Live emulator listening on ws://{_url_host(host)}:{bound}", flush=True)
+        bound = await nursery.start(partial(emulator.serve, host, port, ssl_context=ssl_context))
+        print(f"Gemini Live emulator listening on {scheme}://{_url_host(host)}:{bound}", flush=True)

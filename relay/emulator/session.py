@@ -89,6 +89,8 @@ class Session:
         self._config: SessionConfig | None = None
         self._input: InputAudio | None = None
         self._history: list[dict[str, Any]] = []
+        # (entries counted, text tokens, audio tokens): history only grows, so usage is counted once per entry.
+        self._counted = (0, 0, 0)
         self._session_id = ""
         self._turns = 0
         self._send_lock = Gate()
@@ -383,7 +385,7 @@ class Session:
         if reply.text is None and await self._call_tools(reply, user_text):
             return
         text = cap_words(reply.text if reply.text is not None else f"Echo: {user_text}", self._config.max_output_tokens)
-        text_tokens, audio_prompt_tokens = prompt_tokens(self._history)
+        text_tokens, audio_prompt_tokens = self._prompt_tokens()
         usage = usage_metadata(
             self._endpoint.backend, text_tokens, count_words(text), self._config.modality, audio_prompt_tokens
         )
@@ -422,6 +424,14 @@ class Session:
             )
             update = {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
             await self._send(update, binary=reply.binary)
+
+    def _prompt_tokens(self) -> tuple[int, int]:
+        seen, text, audio = self._counted
+        if seen > len(self._history):  # replaced by a resumed session's
+            seen, text, audio = 0, 0, 0
+        more_text, more_audio = prompt_tokens(self._history[seen:])
+        self._counted = (len(self._history), text + more_text, audio + more_audio)
+        return text + more_text, audio + more_audio
 
     def _pause_after(self, message: dict[str, Any], delay: float) -> float:
         """How long to wait after sending a reply frame before the next one."""
