@@ -277,8 +277,7 @@ def _result(
         "TLS (record encryption and decryption), not the handshake's.",
         "Text: the text scenario's client, send → `response.done`, every turn of the scheme's sessions pooled; "
         "CPU µs/turn is the relay process's /proc CPU over them. Several sessions rather than one long one: the "
-        "CPU per turn of one session differs from the next by up to ±20 %, and a turn costs more the longer its "
-        "session's history.",
+        "CPU per turn of one session differs from the next by up to ±20 %.",
         "Audio: the audio scenario's phase (20 ms pcm16 appends echoed by the emulator: each chunk crosses the "
         "TLS hop twice, encrypted up and decrypted back); p50, p99, CPU µs per chunk round trip and CPU % are the "
         "means of the scheme's phases. Emulator CPU is that of the emulator the "
