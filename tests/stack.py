@@ -144,3 +144,9 @@ class Stack:
     def upstream_messages(self) -> list[dict[str, Any]]:
         assert self.emulator is not None
         return list(self.emulator.received)
+
+    def latest_upstream(self) -> list[dict[str, Any]]:
+        """The messages of the upstream connection opened last: unlike a slice of `upstream_messages`, free of
+        what an earlier test's connection was still delivering."""
+        assert self.emulator is not None and self.emulator.by_connection
+        return list(self.emulator.by_connection[-1])

@@ -115,7 +115,6 @@ def test_ga_server_vad_turn_answers_by_itself_with_untouched_pcm16(stack):
 
 
 def test_beta_manual_turn_commit_does_not_generate_until_response_create(stack):
-    before = len(stack.upstream_messages())
     with sdk_beta(stack) as c:
         c.recv()
         c.send({"type": "session.update", "session": {"modalities": ["audio", "text"], "turn_detection": None,
@@ -130,7 +129,7 @@ def test_beta_manual_turn_commit_does_not_generate_until_response_create(stack):
         committed, created = c.recv(), c.recv()
         assert [committed["type"], created["type"]] == ["input_audio_buffer.committed", "conversation.item.created"]
         assert created["item"]["id"] == committed["item_id"]
-        sent = stack.upstream_messages()[before:]
+        sent = stack.latest_upstream()
         assert not any("activityEnd" in m.get("realtimeInput", {}) for m in sent), "commit alone must not end the turn"
         c.send({"type": "response.create"})
         events = c.until("response.done")
@@ -145,7 +144,7 @@ def test_beta_manual_turn_commit_does_not_generate_until_response_create(stack):
     assert transcript == "Echo: audio 440 ms"  # the 40 ms that failed to commit stayed in the turn
     pcm = np.frombuffer(audio_of(events, "response.audio.delta"), "<i2")
     assert abs(dominant_hz(pcm, RATE) - voice_tone_hz("Puck")) < 0.01 * voice_tone_hz("Puck")
-    sent = stack.upstream_messages()[before:]
+    sent = stack.latest_upstream()
     realtime = [m["realtimeInput"] for m in sent if "realtimeInput" in m]
     assert "activityStart" in realtime[0] and "activityEnd" in realtime[-1]
     assert all(a["audio"]["mimeType"] == "audio/pcm;rate=24000" for a in realtime[1:-1])
@@ -157,7 +156,6 @@ def test_beta_manual_turn_commit_does_not_generate_until_response_create(stack):
 ])
 @pytest.mark.parametrize("dialect", ["beta", "ga"])
 def test_g711_round_trip_keeps_frequency_and_duration(stack, fmt, ga_fmt, encode, decode, dialect):
-    before = len(stack.upstream_messages())
     if dialect == "ga":
         connect, delta = sdk_ga, "response.output_audio.delta"
         update = {"type": "realtime", "output_modalities": ["audio"], "audio": {
@@ -177,7 +175,7 @@ def test_g711_round_trip_keeps_frequency_and_duration(stack, fmt, ga_fmt, encode
         c.send({"type": "response.create"})
         events = c.until("response.done")
     # input: decoded to 8 kHz PCM, labelled with its true rate, same samples
-    sent = [m["realtimeInput"]["audio"] for m in stack.upstream_messages()[before:]
+    sent = [m["realtimeInput"]["audio"] for m in stack.latest_upstream()
             if "audio" in m.get("realtimeInput", {})]
     assert {a["mimeType"] for a in sent} == {"audio/pcm;rate=8000"}
     got = b"".join(base64.b64decode(a["data"]) for a in sent)
@@ -194,7 +192,6 @@ def test_g711_round_trip_keeps_frequency_and_duration(stack, fmt, ga_fmt, encode
 
 
 def test_large_append_is_split_into_100ms_chunks_passed_through_unchanged(stack):
-    before = len(stack.upstream_messages())
     pcm = sine(1050, hz=300).tobytes()
     b64 = base64.b64encode(pcm).decode()
     with sdk_ga(stack) as c:
@@ -207,7 +204,7 @@ def test_large_append_is_split_into_100ms_chunks_passed_through_unchanged(stack)
         c.send({"type": "response.create"})
         events = c.until("response.done")
     assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Echo: audio 1050 ms"
-    sent = [m["realtimeInput"]["audio"]["data"] for m in stack.upstream_messages()[before:]
+    sent = [m["realtimeInput"]["audio"]["data"] for m in stack.latest_upstream()
             if "audio" in m.get("realtimeInput", {})]
     assert len(sent) == 11 and all(len(d) <= 6400 for d in sent)
     assert "".join(sent) == b64  # sliced base64, never decoded and re-encoded

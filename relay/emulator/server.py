@@ -185,13 +185,15 @@ def _error_body(code: int, status: str, message: str) -> bytes:
 class Emulator:
     """A Gemini Live server; one instance may serve any number of connections.
 
-    ``received`` holds every parsed client message of every connection in arrival order and
-    ``connections`` counts accepted WebSocket connections; tests read both.
+    ``received`` holds every parsed client message of every connection in arrival order,
+    ``by_connection`` the same per connection (in the order they opened), and ``connections`` counts
+    accepted WebSocket connections; tests read them.
     """
 
     def __init__(self, options: EmulatorOptions = _DEFAULT_OPTIONS) -> None:
         self.options = options
         self.received: list[dict] = []
+        self.by_connection: list[list[dict]] = []
         self.connections = 0
         self._sessions = 0
         self._handles: dict[str, ResumeState] = {}

@@ -84,6 +84,8 @@ class Session:
     def __init__(self, emulator: Emulator, ws: WebSocketConnection, endpoint: Endpoint) -> None:
         self._emulator = emulator
         self._options = emulator.options
+        self._received: list[dict[str, Any]] = []
+        emulator.by_connection.append(self._received)
         self._ws = ws
         self._endpoint = endpoint
         self._config: SessionConfig | None = None
@@ -125,6 +127,7 @@ class Session:
         # A benchmark's audio stream would grow this list (and the GC's work) without bound.
         if not (self._options.echo_audio and _is_audio_input(message)):
             self._emulator.received.append(message)
+            self._received.append(message)
         return message
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
