@@ -76,7 +76,7 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await self._dispatch(self._t.start())
+                await self._dispatch(self._t.start)
                 await self._client_reader()
                 await self._close_upstream()
                 nursery.cancel_scope.cancel()
@@ -95,42 +95,49 @@ class Session:
 
     # ------------------------------------------------------------ dispatch
 
+    async def _dispatch(self, step: Callable[..., Output], *args: Any) -> None:
+        """Run one translator step and send its output.  Steps run inside the gate, so the sockets get
+        outputs in exactly the order the translator made them, whichever task made them."""
+        async with self._dispatching:
+            await self._deliver(step(*args))
+
     async def _dispatch_all(self, step: Callable[[str | bytes], Output], frames: list[str | bytes]) -> None:
         """Translate frames that arrived together and send what they make together: a burst of Gemini
         deltas reaches the client in one write.  Connects and closes end a batch, so their order holds."""
-        batch: Output | None = None
-        for frame in frames:
-            out = step(frame)
-            if batch is None:
-                batch = out
-            elif batch.connect is None and batch.close is None and out.connect is None:
-                batch.client += out.client
-                batch.upstream += out.upstream
-                batch.close = out.close
-            else:
-                await self._dispatch(batch)
-                batch = out
-        if batch is not None:
-            await self._dispatch(batch)
-
-    async def _dispatch(self, out: Output) -> None:
         async with self._dispatching:
-            if out.client:
-                try:
-                    await self._client.send_texts(out.client)
-                except SocketClosed:
-                    assert self._nursery is not None
-                    self._nursery.cancel_scope.cancel()
-                    return
-            if out.connect is not None:
-                link = self._link = _Link()
+            batch: Output | None = None
+            for frame in frames:
+                out = step(frame)
+                if batch is None:
+                    batch = out
+                elif batch.connect is None and batch.close is None and out.connect is None:
+                    batch.client += out.client
+                    batch.upstream += out.upstream
+                    batch.close = out.close
+                else:
+                    await self._deliver(batch)
+                    batch = out
+            if batch is not None:
+                await self._deliver(batch)
+
+    async def _deliver(self, out: Output) -> None:
+        """Send one output; the gate must be held."""
+        if out.client:
+            try:
+                await self._client.send_texts(out.client)
+            except SocketClosed:
                 assert self._nursery is not None
-                self._nursery.start_soon(self._run_link, link, out.connect.setup)
-            if out.upstream:
-                await self._send_upstream(out.upstream)
-            if out.close is not None:
-                await self._client.close(out.close.code, out.close.reason)
-            self._watch_reply()
+                self._nursery.cancel_scope.cancel()
+                return
+        if out.connect is not None:
+            link = self._link = _Link()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_link, link, out.connect.setup)
+        if out.upstream:
+            await self._send_upstream(out.upstream)
+        if out.close is not None:
+            await self._client.close(out.close.code, out.close.reason)
+        self._watch_reply()
 
     def _watch_reply(self) -> None:
         """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.
@@ -177,7 +184,7 @@ class Session:
         except UpstreamAuthError as exc:
             log.warning("%s upstream credentials failed: %s", self._label, exc)
             link.fail()
-            await self._dispatch(self._t.upstream_failed(None, str(exc)))
+            await self._dispatch(self._t.upstream_failed, None, str(exc))
             return
         setup["setup"]["model"] = target.model_path
         try:
@@ -192,7 +199,7 @@ class Session:
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)
             link.fail()
-            await self._dispatch(self._t.upstream_failed(exc.status, exc.message))
+            await self._dispatch(self._t.upstream_failed, exc.status, exc.message)
         finally:
             link.fail()
 
@@ -204,10 +211,10 @@ class Session:
             if waiting.cancelled_caught:
                 link.fail()
                 message = f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s"
-                await self._dispatch(self._t.upstream_failed(None, message))
+                await self._dispatch(self._t.upstream_failed, None, message)
                 return
             link.ready.set()
-            await self._dispatch(self._t.upstream_frame(frame))
+            await self._dispatch(self._t.upstream_frame, frame)
             while True:
                 with trio.CancelScope() as wait:
                     self._reply_wait = wait
@@ -217,11 +224,11 @@ class Session:
                 if wait.cancelled_caught:
                     log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
                     link.fail()
-                    await self._dispatch(self._t.upstream_stalled(self._response_timeout))
+                    await self._dispatch(self._t.upstream_stalled, self._response_timeout)
                     return
                 await self._dispatch_all(self._t.upstream_frame, frames)
         except SocketClosed as exc:
             if not link.closing:
                 log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
                 link.fail()
-                await self._dispatch(self._t.upstream_closed(exc.code, exc.reason))
+                await self._dispatch(self._t.upstream_closed, exc.code, exc.reason)
