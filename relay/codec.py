@@ -7,6 +7,7 @@ Dialect differences live here, in the unstructure hooks, not in the translator.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -242,9 +243,21 @@ def serialize(event: Any, event_id: str, dialect: Dialect | None) -> bytes | Non
     if name is None:
         return None
     out: dict[str, Any] = {"type": name, "event_id": event_id}
-    for field in attrs.fields(type(event)):
-        value = getattr(event, field.name)
-        if value is None and field.metadata.get("omit_if_none"):
-            continue
-        out[field.name] = _payload(value, ga, dialect)
+    for field, omit_if_none in _fields(type(event)):
+        value = getattr(event, field)
+        if value is None:
+            if omit_if_none:
+                continue
+        elif type(value) not in _PLAIN:
+            value = _payload(value, ga, dialect)
+        out[field] = value
     return orjson.dumps(out)
+
+
+_PLAIN = frozenset((str, int, float, bool))  # JSON as they are: most fields of most events
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(name, omit when None) per field of an event class: read once, not per event."""
+    return tuple((f.name, bool(f.metadata.get("omit_if_none"))) for f in attrs.fields(cls))
