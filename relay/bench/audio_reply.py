@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import Context, Subject, each_path, failed_rows, fmt_ratio, peer_notes, ratio, run_jobs
+from relay.bench.common import (
+    Context,
+    Subject,
+    each_path,
+    failed_rows,
+    fmt_ratio,
+    peer_notes,
+    peer_result,
+    ratio,
+    run_jobs,
+)
 from relay.bench.report import ScenarioResult, Table, fmt, percentiles
 from relay.bench.servers import REPLY_AUDIO_CHUNKS
 from relay.bench.turns_client import TurnsJob, turns_job
@@ -58,8 +68,7 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
 
 def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Context) -> ScenarioResult:
     direct = paths["direct"]
-    litellm = paths.get("litellm")
-    litellm = litellm if litellm is not None and "failed" not in litellm else None
+    litellm = peer_result(paths)
     table = Table(
         f"{args.turns} sequential replies of {REPLY_AUDIO_CHUNKS} x {CHUNK_BYTES} B: send → first audio / → done (ms)",
         ["path", "first audio p50", "done p50", "done p99", "done max", "audio deltas/turn", "audio KB/turn",

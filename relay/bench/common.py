@@ -97,6 +97,12 @@ def each_path(
     return out
 
 
+def peer_result(paths: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """LiteLLM's figures for a scenario, or None when it was not run or failed."""
+    litellm = paths.get("litellm")
+    return litellm if litellm is not None and "failed" not in litellm else None
+
+
 def failed_rows(paths: dict[str, dict[str, Any]], width: int) -> list[list[str]]:
     """Table rows for paths that failed: the label and the reason's first line."""
     rows = []

@@ -13,7 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import Context, Subject, each_path, failed_rows, fmt_ratio, peer_notes, ratio, run_jobs
+from relay.bench.common import (
+    Context,
+    Subject,
+    each_path,
+    failed_rows,
+    fmt_ratio,
+    peer_notes,
+    peer_result,
+    ratio,
+    run_jobs,
+)
 from relay.bench.conn_client import ConnectJob, connect_job
 from relay.bench.report import ScenarioResult, Table, fmt, percentiles
 
@@ -61,8 +71,7 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
 
 
 def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Context) -> ScenarioResult:
-    litellm = paths.get("litellm")
-    litellm = litellm if litellm is not None and "failed" not in litellm else None
+    litellm = peer_result(paths)
     table = Table(
         "Handshakes (TCP connect → 101 → first event), per second and latency (ms)",
         ["path", "mode", "handshakes/s", "→ 101 p50", "→ ready p50", "→ ready p99", "server CPU %",

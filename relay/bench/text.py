@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import Context, Subject, each_path, failed_rows, fmt_ratio, peer_notes, ratio, run_jobs
+from relay.bench.common import (
+    Context,
+    Subject,
+    each_path,
+    failed_rows,
+    fmt_ratio,
+    peer_notes,
+    peer_result,
+    ratio,
+    run_jobs,
+)
 from relay.bench.report import ScenarioResult, Table, fmt, percentiles
 from relay.bench.turns_client import TurnsJob, turns_job
 
@@ -89,8 +99,7 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
 
 def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Context) -> ScenarioResult:
     direct = paths["direct"]
-    litellm = paths.get("litellm")
-    litellm = litellm if litellm is not None and "failed" not in litellm else None
+    litellm = peer_result(paths)
     seq = Table(
         f"One session, {args.turns} sequential turns: send → first delta / → response.done (ms)",
         ["path", "first delta p50", "first delta p99", "done p50", "done p99", "done max", "deltas/turn",
