@@ -39,13 +39,7 @@ class _Link:
 
     def __init__(self) -> None:
         self.socket: MessageSocket | None = None
-        # Set once Gemini answered `setup` (messages wait for it, as the Live API asks) or the link failed.
-        self.ready = trio.Event()
         self.closing = False
-
-    def fail(self) -> None:
-        self.closing = True
-        self.ready.set()
 
 
 class Session:
@@ -82,7 +76,7 @@ class Session:
                 nursery.cancel_scope.cancel()
         finally:
             if self._link is not None:
-                self._link.fail()
+                self._link.closing = True
 
     async def _close_upstream(self) -> None:
         """Close the upstream before cancelling the session: the close handshake needs the
@@ -151,12 +145,10 @@ class Session:
             wait.deadline = trio.current_time() + self._response_timeout
 
     async def _send_upstream(self, messages: list[dict[str, Any]]) -> None:
+        # The translator holds messages until Gemini has answered `setup` (as the Live API asks), so a live
+        # link has its socket by now.
         link = self._link
-        if link is None:
-            return
-        # Holding the lock meanwhile is the backpressure: nothing else can need this link first.
-        await link.ready.wait()
-        if link.closing or link.socket is None:
+        if link is None or link.closing or link.socket is None:
             return  # that link died; the translator has heard of it or is about to
         try:
             await link.socket.send_texts([orjson.dumps(m) for m in messages])
@@ -176,14 +168,12 @@ class Session:
     # ------------------------------------------------------------ upstream side
 
     async def _run_link(self, link: _Link, setup: dict[str, Any]) -> None:
-        """Connect, send `setup`, wait for its answer, then read until the link ends.
-
-        Every way out marks the link failed before dispatching: a dispatch may be waiting for it."""
+        """Connect, send `setup`, wait for its answer, then read until the link ends."""
         try:
             target = await self._upstream.target()
         except UpstreamAuthError as exc:
             log.warning("%s upstream credentials failed: %s", self._label, exc)
-            link.fail()
+            link.closing = True
             await self._dispatch(self._t.upstream_failed, None, str(exc))
             return
         setup["setup"]["model"] = target.model_path
@@ -193,15 +183,13 @@ class Session:
                 try:
                     await self._link_reader(link, sock, setup)
                 finally:
-                    link.fail()
+                    link.closing = True
                     with trio.CancelScope(shield=True):
                         await sock.close(1000, "client session ended")
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)
-            link.fail()
+            link.closing = True
             await self._dispatch(self._t.upstream_failed, exc.status, exc.message)
-        finally:
-            link.fail()
 
     async def _link_reader(self, link: _Link, sock: MessageSocket, setup: dict[str, Any]) -> None:
         try:
@@ -209,11 +197,10 @@ class Session:
             with trio.move_on_after(SETUP_TIMEOUT) as waiting:
                 frame = await sock.get_message()
             if waiting.cancelled_caught:
-                link.fail()
+                link.closing = True
                 message = f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s"
                 await self._dispatch(self._t.upstream_failed, None, message)
                 return
-            link.ready.set()
             await self._dispatch(self._t.upstream_frame, frame)
             while True:
                 with trio.CancelScope() as wait:
@@ -223,12 +210,12 @@ class Session:
                 self._reply_wait = None
                 if wait.cancelled_caught:
                     log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
-                    link.fail()
+                    link.closing = True
                     await self._dispatch(self._t.upstream_stalled, self._response_timeout)
                     return
                 await self._dispatch_all(self._t.upstream_frame, frames)
         except SocketClosed as exc:
             if not link.closing:
                 log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
-                link.fail()
+                link.closing = True
                 await self._dispatch(self._t.upstream_closed, exc.code, exc.reason)
