@@ -109,6 +109,13 @@ async def expect_close(ws: WebSocketConnection, code: int, reason: str) -> None:
     assert (info.value.reason.code, info.value.reason.reason) == (code, reason)
 
 
+async def wait_live(emulator: Emulator, count: int) -> None:
+    """Wait until exactly ``count`` connections are open on the emulator side."""
+    with trio.fail_after(5):
+        while emulator.live != count:
+            await trio.sleep(0.01)
+
+
 def user_turn(text: str) -> dict[str, Any]:
     return {"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": True}}
 
@@ -458,25 +465,28 @@ async def test_session_resumption(start: Starter) -> None:
     emulator, port = await start()
     setup = {"setup": {**TEXT_SETUP["setup"], "sessionResumption": {}}}
     async with session(port, setup=setup) as ws:
+        assert await recv(ws) == {"sessionResumptionUpdate": {"newHandle": "emu-1-c1-h1", "resumable": True}}
         await send(ws, user_turn("remember me"))
         await recv_turn(ws)
         first = await recv(ws)
         await send(ws, user_turn("again"))
         await recv_turn(ws)
         second = await recv(ws)
-    assert first == {"sessionResumptionUpdate": {"newHandle": "emu-1-h1", "resumable": True}}
-    assert second["sessionResumptionUpdate"]["newHandle"] == "emu-1-h2"
-    resumed = {"setup": {**TEXT_SETUP["setup"], "sessionResumption": {"handle": "emu-1-h2"}}}
+    assert first == {"sessionResumptionUpdate": {"newHandle": "emu-1-c1-h2", "resumable": True}}
+    assert second["sessionResumptionUpdate"]["newHandle"] == "emu-1-c1-h3"
+    await wait_live(emulator, 0)  # a resume while the old socket is open would be refused
+    resumed = {"setup": {**TEXT_SETUP["setup"], "sessionResumption": {"handle": "emu-1-c1-h3"}}}
     async with session(port, setup=resumed) as ws:
+        assert (await recv(ws))["sessionResumptionUpdate"]["newHandle"] == "emu-1-c2-h4"
         await send(ws, user_turn("more"))
         messages = await recv_turn(ws)
-        assert (await recv(ws))["sessionResumptionUpdate"]["newHandle"] == "emu-1-h3"
+        assert (await recv(ws))["sessionResumptionUpdate"]["newHandle"] == "emu-1-c2-h5"
     assert messages[-1]["usageMetadata"]["promptTokenCount"] == 4  # history came back
-    for stale in ("emu-1-h1", "nope"):
+    for stale in ("emu-1-c1-h1", "emu-1-c2-h4", "nope"):
         async with open_websocket_url(f"ws://127.0.0.1:{port}{VERTEX}") as ws:
             await send(ws, {"setup": {"model": "m", "sessionResumption": {"handle": stale}}})
             await expect_close(ws, 1008, "BidiGenerateContent session not found.")
-    assert emulator.connections == 4
+    assert emulator.connections == 5
 
 
 # -- raw WebSocket: faults ---------------------------------------------------------------------

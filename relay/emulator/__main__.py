@@ -36,6 +36,18 @@ def main(argv: list[str] | None = None) -> None:
         "--transport", choices=("trio-websocket", "websockets"), default="trio-websocket",
         help="WebSocket implementation to serve with (websockets: the relay's faster sans-IO transport)",
     )
+    parser.add_argument("--goaway-after-turns", type=int, default=0, metavar="N",
+                        help="send goAway after the Nth completed reply of a connection (0 = never)")
+    parser.add_argument("--goaway-after-seconds", type=float, default=0.0, metavar="S",
+                        help="send goAway S seconds after setupComplete (0 = never)")
+    parser.add_argument("--goaway-time-left", type=float, default=50.0, metavar="S",
+                        help="goAway's timeLeft; the connection closes 1011 once it has passed")
+    parser.add_argument("--handle-ttl", type=float, default=7200.0, metavar="S",
+                        help="seconds a resumption handle stays valid")
+    parser.add_argument("--context-limit-tokens", type=int, default=0, metavar="N",
+                        help="close 1007 when a reply would start with more prompt tokens (0 = unlimited)")
+    parser.add_argument("--context-update-models", default=r"gemini-3\.8", metavar="REGEX",
+                        help="models that accept contextUpdate")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate (chain); needs --tls-key")
     parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     args = parser.parse_args(argv)
@@ -58,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         echo_audio=args.echo_audio,
         reply_audio_chunks=args.reply_audio_chunks,
         transport=args.transport,
+        goaway_after_turns=args.goaway_after_turns,
+        goaway_after_seconds=args.goaway_after_seconds,
+        goaway_time_left=args.goaway_time_left,
+        handle_ttl=args.handle_ttl,
+        context_limit_tokens=args.context_limit_tokens,
+        context_update_models=args.context_update_models,
     )
     try:
         trio.run(partial(run_emulator, args.host, args.port, options, ssl_context=ssl_context))

@@ -1,7 +1,8 @@
 """A deterministic Gemini Live (BidiGenerateContent) server.
 
 It is the relay's test upstream, its embedded demo upstream and the benchmark target, so it
-speaks the real wire protocol (see ``protocols.md`` section 2) but answers predictably.
+speaks the real wire protocol (see ``protocols.md`` section 2) but answers predictably. Every
+option named below is a field of ``EmulatorOptions`` (``options.py``).
 
 Endpoints (a query string is allowed, and so is a leading ``//`` which the google-genai SDK
 sends); anything else is refused with HTTP 404:
@@ -11,17 +12,34 @@ sends); anything else is refused with HTTP 404:
 * AI Studio: ``/ws/google.ai.generativelanguage.{v1,v1beta,v1alpha}.GenerativeService.BidiGenerateContent``;
   with ``EmulatorOptions.api_key`` set, header ``x-goog-api-key`` or query ``?key=`` must match.
 
-Authentication failures are refused with HTTP 401.
+Authentication failures are refused with HTTP 401. All refusals carry a Google-shaped JSON body,
+``{"error": {"code": N, "message": M, "status": S}}``.
+
+Connections and handshake faults:
+
+* ``Emulator.connections`` counts accepted WebSocket connections; ``Emulator.live`` those open
+  right now: one more when a session starts, one less when it has ended on the emulator side,
+  whatever the way (either side's close, a dropped TCP connection, a crashed session, shutdown).
+  With ``transport="websockets"`` a close the emulator starts ends once the client's TCP end of
+  stream arrives (or 5 s later).
+* ``Emulator.handshake_faults`` (a ``collections.deque[int]``, empty by default): while it is not
+  empty, every upgrade request, on either transport, pops one HTTP status and is refused with it,
+  before its path or credentials are looked at; such requests are not counted as connections.
+  401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 500 INTERNAL
+  and 503 UNAVAILABLE get their google.rpc status and message (``network.HANDSHAKE_ERRORS``), any
+  other status the status ``UNKNOWN``. Status 0 is a dead handshake: the TCP connection that sent
+  the request is closed at once, without an answer.
 
 Session behaviour:
 
 * The first message must be ``setup`` (with a ``model``); the answer is ``{"setupComplete": {}}``.
   Anything before it, a second ``setup``, an unknown message or a malformed body closes with
   1007; unparseable JSON closes with 1007 "Invalid JSON payload received.". Both camelCase and
-  snake_case keys are accepted, in text or binary frames.
+  snake_case keys are accepted, in text or binary frames. Every parsed client message is kept in
+  ``Emulator.received`` and, per connection, in ``Emulator.by_connection``.
 * ``clientContent`` appends its turns to the history and, with ``turnComplete``, replies to the
-  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Video and
-  ``toolResponse`` are only recorded.
+  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Video is only
+  recorded; ``toolResponse`` is under Function calling below.
 * The reply is ``"Echo: <user text>"``, cut to ``generationConfig.maxOutputTokens`` words. In
   TEXT modality it streams as ``modelTurn`` text parts of ``chunk_words`` words; in AUDIO
   modality as 24 kHz 16-bit PCM of a tone, 60 ms per word, in ``audio_chunk_ms`` chunks,
@@ -29,15 +47,75 @@ Session behaviour:
   (each piece just before the audio chunk in which its first word starts).
   Then ``generationComplete``, then ``turnComplete`` with ``usageMetadata`` (one token per
   word; Vertex spells the output ``candidates*``, AI Studio ``response*``), then, if
-  ``sessionResumption`` was set up, ``sessionResumptionUpdate`` with handle
-  ``emu-<session>-h<turn>``. Setting up with that (newest) handle restores the history;
-  an unknown handle closes with 1008.
+  ``sessionResumption`` was set up, a ``sessionResumptionUpdate`` (see Session resumption), then,
+  if this was the connection's ``goaway_after_turns``-th completed reply, ``goAway``.
 * The tone is 440 Hz without ``generationConfig.speechConfig.voiceConfig.prebuiltVoiceConfig
   .voiceName``; a voice picks (case-insensitively) Puck 520, Charon 600, Kore 660, Fenrir 720,
   Aoede 780, Leda 840, Orus 900, Zephyr 960 Hz; any other name gets
   ``[520, 600, 660, 720, 780, 840, 900, 960][crc32(name.lower()) % 8]`` (``wire.voice_tone_hz``).
 * Any ``clientContent`` or ``realtimeInput.text`` arriving while a reply streams stops it and
   sends ``{"serverContent": {"interrupted": true}}`` before anything else.
+
+Session resumption (``setup.sessionResumption``, even ``{}``):
+
+* A *logical session* is one conversation: it starts with a setup without a handle and goes on
+  through every connection that resumes it. Its id is ``emu-<n>`` (``emu-1``, ``emu-2``, ... in the
+  order they start); ``Emulator.session_ids()`` lists them, ``Emulator.sessions_history(id)`` gives
+  a copy of its current history (its newest connection's) and ``Emulator.session(id)`` its record,
+  whose ``config`` is the newest connection's setup as changed by ``contextUpdate``. Sessions
+  without ``sessionResumption`` are logical sessions too; they just get no handles.
+* ``{"sessionResumptionUpdate": {"newHandle": H, "resumable": true}}`` is sent right after
+  ``setupComplete`` and after every completed reply (after its ``turnComplete``). ``H`` is
+  ``emu-<n>-c<k>-h<m>``: logical session ``emu-<n>``, its ``k``-th connection (1 for the one that
+  started it), its ``m``-th handle (counted over the whole logical session). A handle restores the
+  history as it was when the handle was issued; only the newest handle of a logical session is
+  valid, and it expires ``handle_ttl`` seconds (default 7200) after it was issued.
+* Right after a ``toolCall`` (before any ``toolCallCancellation``) comes
+  ``{"sessionResumptionUpdate": {"resumable": false}}``, with no handle; the previous handle stays
+  valid. The reply that continues after the ``toolResponse`` issues a new handle when it completes.
+* A setup with ``sessionResumption.handle`` resumes: the logical session's history is restored and
+  everything else (model, modality, voice, systemInstruction, tools, transcription, activity
+  detection, compression) comes from the new setup. An unknown, superseded or expired handle closes
+  with 1008 "BidiGenerateContent session not found."; a resume while another connection of the
+  same logical session is still open on the emulator side (``Emulator.live`` counts it) closes with
+  1011 "Internal error occurred.", as Gemini does.
+* ``sessionResumption.transparent: true`` closes with 1007 "Request contains an invalid argument."
+  on AI Studio (the Gemini API rejects it); on Vertex every update (with or without a handle) then
+  also carries ``"lastConsumedClientMessageIndex"``: the 0-based index, as a string (proto int64),
+  of the newest client message received on this connection, setup being 0.
+
+goAway and connection deadline:
+
+* ``goaway_after_turns`` = N (0 = never): ``{"goAway": {"timeLeft": T}}`` right after the N-th
+  completed reply (one that reached ``turnComplete``) of a connection, counted per connection (a
+  resumed one starts at 0 again), after that reply's ``sessionResumptionUpdate``.
+* ``goaway_after_seconds`` = S (0 = never): ``goAway`` S seconds after ``setupComplete``.
+* ``[fault:goaway]`` (below) sends one before its reply.
+* T is ``goaway_time_left`` (default 50) as a proto Duration in its shortest form ("50s",
+  "0.5s"). A connection sends at most one goAway, whatever asked for it. Once T has passed after a
+  goAway, a connection still open closes with 1011 "Deadline expired before operation could
+  complete."; until then it works as before.
+
+Context window:
+
+* A history entry costs what a reply's prompt is charged for it (Prompt tokens, below): one token
+  per word of user text, ``ceil(ms / 40)`` per spoken turn, nothing for model turns. The history's
+  tokens are thus the next reply's ``promptTokenCount``.
+* When a reply is about to start, with ``setup.contextWindowCompression`` (``{"triggerTokens": N,
+  "slidingWindow": {"targetTokens": M}}``, both optional, numbers or int64 strings), a history of
+  more than N tokens loses its oldest entries until it has at most M; ``Emulator.compressions``
+  counts the times. N defaults to 80 % of ``context_limit_tokens`` (of 131072 when that is 0), M to
+  N / 2 (rounded down). Compression applies whether or not a limit is set.
+* ``context_limit_tokens`` (0 = unlimited): a reply about to start with a history (compressed, if
+  set up) of more tokens closes with 1007 "The input token count exceeds the maximum number of
+  tokens allowed.".
+
+``contextUpdate`` (``{"contextUpdate": {"systemInstruction": {...}, "tools": [...]}}``, both keys
+optional; ``tools`` may also be the SDK's ``{"tools": [...]}``): for a model matching the regex
+``context_update_models`` (searched in ``setup.model``; default ``gemini-3\\.8``) it replaces the
+system instruction and/or the declared functions for the turns that follow; for any other model it
+closes with 1007 'Invalid JSON payload received. Unknown name "contextUpdate": Cannot find field.'.
+It is recorded in ``received`` like every message.
 
 Echo mode (``EmulatorOptions.echo_audio``, the benchmark upstream): every ``realtimeInput`` audio
 chunk (``audio`` or ``mediaChunks``, ``audio/pcm`` only) after setup goes straight back as
@@ -94,37 +172,48 @@ Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChun
   its audio chunk). With ``audio_realtime`` each AUDIO chunk is followed by a wait of its own
   playback time (at least), so speech can barge in mid-reply.
 
-Fault triggers, written anywhere in the user text of a turn:
+Fault triggers, written anywhere in the user text of a turn (checked when its reply starts, after
+the context window):
 
 * ``[fault:close-1011]``: close 1011 "Internal error occurred." instead of replying.
 * ``[fault:close-1007]``: close 1007 "Request contains an invalid argument.".
 * ``[fault:close-1008]``: close 1008 "Requested entity was not found.".
-* ``[fault:mid-1011]``: send the first reply chunk, then close 1011 "Internal error occurred.".
+* ``[fault:close-1000]``: close 1000 with an empty reason; ``[fault:close-1001]``: close 1001
+  "going away".
+* ``[fault:mid-1011]``, ``[fault:mid-1007]``, ``[fault:mid-1008]``: send the first reply chunk,
+  then close with that code and the reason of the matching ``close-`` fault.
+* ``[fault:mid-1006]``: send the first reply chunk, then drop the TCP connection without a close
+  frame (the client sees 1006).
 * ``[fault:binary]``: send every frame of this turn as a binary WebSocket message (UTF-8 JSON).
-* ``[fault:goaway]``: send ``{"goAway": {"timeLeft": "50s"}}`` before the reply.
+* ``[fault:goaway]``: send ``{"goAway": {"timeLeft": T}}`` before the reply, unless this
+  connection already sent one (see goAway and connection deadline).
 * ``[fault:slow]``: wait 0.5 s between the reply chunks of this turn.
 * ``[fault:cancel-tools]``: send ``toolCallCancellation`` right after this turn's tool calls.
 * ``[fault:silent]``: take the turn and never answer it (the connection stays up).
 
 Function calling (``relay/emulator/tools.py``): a user text turn that names a function declared in
-``setup.tools`` is answered with a ``toolCall`` (deterministic arguments); once a ``toolResponse``
-answers every call, the model continues by itself with ``Result: <name> <response JSON>``.
+``setup.tools`` (or by a later ``contextUpdate``) is answered with a ``toolCall`` (deterministic
+arguments, ids ``function-call-<session>-<n>`` with ``n`` counted over the logical session); once a
+``toolResponse`` answers every call, the model continues by itself with
+``Result: <name> <response JSON>``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import ssl
 from functools import partial
 from typing import TYPE_CHECKING
 
-import attrs
-import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from .network import drop_connection, error_body, fault_body
+from .options import DEFAULT_OPTIONS, EmulatorOptions
+from .registry import Registry
 from .seam import SeamWebSocket
-from .session import ResumeState, Session
+from .session import Session
 from .wire import INTERNAL_ERROR, Backend, Endpoint, parse_target
 
 if TYPE_CHECKING:
@@ -137,67 +226,19 @@ log = logging.getLogger(__name__)
 _MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # clientContent with long histories is large
 
 
-@attrs.frozen
-class EmulatorOptions:
-    """How the emulator authenticates, paces its replies and detects speech in input audio."""
-
-    #: If set, Vertex-path requests must carry ``Authorization: Bearer <token>``.
-    bearer_token: str | None = None
-    #: If set, AI-Studio-path requests must carry ``x-goog-api-key`` or ``?key=`` equal to it.
-    api_key: str | None = None
-    #: Words per streamed text or transcription chunk.
-    chunk_words: int = 3
-    #: Seconds between reply chunks (0 = back to back).
-    chunk_delay: float = 0.0
-    #: Milliseconds of 24 kHz PCM per ``inlineData`` chunk in AUDIO replies.
-    audio_chunk_ms: int = 100
-    #: Pace AUDIO replies in real time: after each chunk, wait as long as it plays.
-    audio_realtime: bool = False
-    #: An input audio chunk is speech when the RMS of its 16-bit samples exceeds this.
-    vad_threshold: float = 500.0
-    #: Quiet audio that ends speech unless setup's ``silenceDurationMs`` says otherwise.
-    vad_silence_ms: int = 500
-    #: Speech is cut into a turn once it lasts this long (0 = no limit).
-    vad_max_speech_ms: int = 0
-    #: What the emulator "hears" in every spoken turn, instead of ``"audio <N> ms"`` (so a voice
-    #: turn can name a tool, e.g. ``"get_time please"``).
-    audio_transcript: str | None = None
-    #: Benchmark mode: send every input audio chunk straight back as a ``modelTurn`` ``inlineData``
-    #: part (same mimeType, same base64 string) instead of detecting speech and answering turns.
-    echo_audio: bool = False
-    #: Benchmark: every AUDIO reply is exactly this many ``audio_chunk_ms`` chunks of tone, whatever
-    #: its text (0 = ``MS_PER_WORD`` per word); the transcript is spread evenly over that audio.
-    reply_audio_chunks: int = 0
-    #: The WebSocket implementation serving connections: ``trio-websocket``, or ``websockets``
-    #: (the relay's sans-IO transport, ``relay.transport_ws``) so that a benchmark's load side
-    #: costs less per message than the relay it measures.
-    transport: str = "trio-websocket"
-
-
-_DEFAULT_OPTIONS = EmulatorOptions()
-
-
-def _error_body(code: int, status: str, message: str) -> bytes:
-    # Same shape as Google's HTTP errors, so clients that print the body show something familiar.
-    return orjson.dumps({"error": {"code": code, "message": message, "status": status}})
-
-
-class Emulator:
+class Emulator(Registry):
     """A Gemini Live server; one instance may serve any number of connections.
 
-    ``received`` holds every parsed client message of every connection in arrival order,
-    ``by_connection`` the same per connection (in the order they opened), and ``connections`` counts
-    accepted WebSocket connections; tests read them.
+    What it records (``received``, ``by_connection``, ``connections``, ``live``, ``compressions``,
+    the logical sessions) is described on ``Registry``. ``handshake_faults`` is a queue of HTTP
+    statuses: while it is not empty, each upgrade request takes one and is refused with it (0: the
+    TCP connection is closed without an answer).
     """
 
-    def __init__(self, options: EmulatorOptions = _DEFAULT_OPTIONS) -> None:
+    def __init__(self, options: EmulatorOptions = DEFAULT_OPTIONS) -> None:
+        super().__init__(options.handle_ttl)
         self.options = options
-        self.received: list[dict] = []
-        self.by_connection: list[list[dict]] = []
-        self.connections = 0
-        self._sessions = 0
-        self._handles: dict[str, ResumeState] = {}
-        self._latest_handle: dict[str, str] = {}
+        self.handshake_faults: collections.deque[int] = collections.deque()
 
     async def serve(
         self,
@@ -234,41 +275,25 @@ class Emulator:
             )
             task_status.started(server.port)
 
-    # -- resumption bookkeeping, used by sessions ----------------------------------------------
-
-    def new_session_id(self) -> str:
-        """A deterministic id for a fresh (not resumed) session."""
-        self._sessions += 1
-        return f"emu-{self._sessions}"
-
-    def remember(self, handle: str, state: ResumeState) -> None:
-        """Make ``handle`` the resumable state of its session; older handles of it expire."""
-        previous = self._latest_handle.get(state.session_id)
-        if previous is not None:
-            self._handles.pop(previous, None)
-        self._latest_handle[state.session_id] = handle
-        self._handles[handle] = state
-
-    def resume(self, handle: str) -> ResumeState | None:
-        """The state saved under ``handle``, or None if it is unknown or superseded."""
-        return self._handles.get(handle)
-
     # -- connections ---------------------------------------------------------------------------
 
     async def _handle(self, request: WebSocketRequest) -> None:
         endpoint = parse_target(request.path)
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
         try:
-            if endpoint is None:
-                await request.reject(404, body=_error_body(404, "NOT_FOUND", "Not Found"))
-                return
-            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-            if not self._authorized(headers, endpoint):
-                body = _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-                await request.reject(401, body=body)
+            refusal = self._refusal(endpoint, headers)
+            if refusal is not None:
+                status, body = refusal
+                if status == 0:
+                    await drop_connection(request)
+                else:
+                    # A fresh list: trio-websocket appends its Content-Length to the one it is given.
+                    await request.reject(status, extra_headers=[(b"content-type", b"application/json")], body=body)
                 return
             ws = await request.accept()
         except ConnectionClosed:
             return
+        assert endpoint is not None
         await self._run_session(ws, endpoint)
 
     async def _handle_seam(self, conn: IncomingConnection) -> None:
@@ -276,29 +301,45 @@ class Emulator:
         from relay.transport import SocketClosed
 
         endpoint = parse_target(conn.request.path)
+        headers = {name.lower(): value for name, value in conn.request.headers}
         try:
-            if endpoint is None:
-                await conn.reject(404, _error_body(404, "NOT_FOUND", "Not Found"))
-                return
-            headers = {name.lower(): value for name, value in conn.request.headers}
-            if not self._authorized(headers, endpoint):
-                body = _error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-                await conn.reject(401, body)
+            refusal = self._refusal(endpoint, headers)
+            if refusal is not None:
+                status, body = refusal
+                if status == 0:
+                    await drop_connection(conn)
+                else:
+                    await conn.reject(status, body)
                 return
             sock = await conn.accept()
         except SocketClosed:
             return
+        assert endpoint is not None
         await self._run_session(SeamWebSocket(sock), endpoint)
 
+    def _refusal(self, endpoint: Endpoint | None, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        """(HTTP status, body) to refuse an upgrade with (status 0: drop it unanswered), or None to accept it."""
+        if self.handshake_faults:
+            status = self.handshake_faults.popleft()
+            return status, fault_body(status) if status else b""
+        if endpoint is None:
+            return 404, error_body(404, "NOT_FOUND", "Not Found")
+        if not self._authorized(headers, endpoint):
+            return 401, error_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        return None
+
     async def _run_session(self, ws: WebSocketConnection | SeamWebSocket, endpoint: Endpoint) -> None:
-        self.connections += 1
+        session = Session(self, self.options, ws, endpoint)  # type: ignore[arg-type]  # SeamWebSocket has the API used
         try:
-            await Session(self, ws, endpoint).run()  # type: ignore[arg-type]  # SeamWebSocket has the API used
+            await session.run()
         except Exception:
             # One broken session must not take the whole server (and every other test) down.
             log.exception("emulator: session crashed")
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await ws.aclose(*INTERNAL_ERROR)
+        finally:
+            # Whatever the way it ended, the socket is closed by now: the session may be resumed.
+            self.connection_closed(session.logical)
 
     def _authorized(self, headers: dict[str, str], endpoint: Endpoint) -> bool:
         if endpoint.backend is Backend.VERTEX:
@@ -318,7 +359,7 @@ def _url_host(host: str) -> str:
 
 
 async def run_emulator(
-    host: str, port: int, options: EmulatorOptions = _DEFAULT_OPTIONS, *, ssl_context: ssl.SSLContext | None = None
+    host: str, port: int, options: EmulatorOptions = DEFAULT_OPTIONS, *, ssl_context: ssl.SSLContext | None = None
 ) -> None:
     """Serve an emulator forever (``wss://`` with ``ssl_context``), announcing the address on stdout once it is
     listening."""

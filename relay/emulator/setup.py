@@ -7,9 +7,11 @@ from typing import Any
 import attrs
 
 from .audio import InputSettings, parse_input_settings
+from .context import Compression, parse_compression
+from .tools import declared_functions
 from .wire import INVALID_ARGUMENT, ProtocolError, voice_tone_hz
 
-__all__ = ["ResumeState", "SessionConfig", "parse_setup"]
+__all__ = ["SessionConfig", "parse_setup"]
 
 
 @attrs.define
@@ -27,16 +29,13 @@ class SessionConfig:
     input_settings: InputSettings = attrs.Factory(InputSettings)
     voice: str | None = None
     tone_hz: int = voice_tone_hz(None)
+    # ``sessionResumption`` as sent (None: no handles), and its parts the emulator acts on.
     resumption: dict[str, Any] | None = None
-
-
-@attrs.define
-class ResumeState:
-    """What a resumption handle restores: the logical session and its history."""
-
-    session_id: str
-    turns: int
-    history: list[dict[str, Any]]
+    resume_handle: str | None = None
+    transparent: bool = False
+    compression: Compression | None = None
+    # Declared functions, name → parameters schema; ``contextUpdate`` may replace them.
+    functions: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
 
 def _dig(body: dict[str, Any], *keys: str) -> Any:
@@ -71,7 +70,9 @@ def parse_setup(body: Any) -> SessionConfig:
     if not isinstance(ric, dict) or not isinstance(resumption, dict | None):
         raise ProtocolError.of(INVALID_ARGUMENT)
     voice = _dig(gen, "speechConfig", "voiceConfig", "prebuiltVoiceConfig", "voiceName")
-    if not isinstance(voice, str | None):
+    handle = _dig(body, "sessionResumption", "handle")
+    transparent = _dig(body, "sessionResumption", "transparent")
+    if not (isinstance(voice, str | None) and isinstance(handle, str | None) and isinstance(transparent, bool | None)):
         raise ProtocolError.of(INVALID_ARGUMENT)
     return SessionConfig(
         model=model,
@@ -85,4 +86,8 @@ def parse_setup(body: Any) -> SessionConfig:
         voice=voice,
         tone_hz=voice_tone_hz(voice),
         resumption=resumption,
+        resume_handle=handle or None,
+        transparent=bool(transparent),
+        compression=parse_compression(body.get("contextWindowCompression")),
+        functions=declared_functions(body),
     )

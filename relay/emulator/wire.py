@@ -39,6 +39,7 @@ __all__ = [
     "cap_words",
     "chunk_text",
     "count_words",
+    "duration_text",
     "find_faults",
     "normalize",
     "parse_target",
@@ -160,7 +161,12 @@ class Fault(enum.Enum):
     CLOSE_1011 = "close-1011"
     CLOSE_1007 = "close-1007"
     CLOSE_1008 = "close-1008"
+    CLOSE_1000 = "close-1000"
+    CLOSE_1001 = "close-1001"
     MID_1011 = "mid-1011"
+    MID_1007 = "mid-1007"
+    MID_1008 = "mid-1008"
+    MID_1006 = "mid-1006"
     BINARY = "binary"
     GOAWAY = "goaway"
     SLOW = "slow"
@@ -175,6 +181,11 @@ _FAULT_NAMES = {fault.value: fault for fault in Fault}
 def find_faults(text: str) -> frozenset[Fault]:
     """Faults requested in ``text``; unknown marker names are ignored."""
     return frozenset(_FAULT_NAMES[name] for name in _FAULT_MARKER.findall(text) if name in _FAULT_NAMES)
+
+
+def duration_text(seconds: float) -> str:
+    """A proto ``Duration`` in its JSON form, shortest at nanosecond precision: "50s", "0.5s"."""
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
 # A token is a word with its trailing whitespace (the first one also keeps leading whitespace), so

@@ -1,0 +1,261 @@
+"""The replies of an emulated Gemini Live session: streaming, pacing, interruption, faults, context.
+
+A mixin of ``Session`` (``session.py``). A reply runs as its own task under its own cancel scope,
+so that a new turn can interrupt it; the frames it sends are made by ``wire.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed
+
+from .context import CONTEXT_EXCEEDED, slide_window
+from .history import audio_turn_transcript, model_turn, prompt_tokens
+from .lifetime import Lifetime
+from .network import drop_connection
+from .wire import (
+    INTERNAL_ERROR,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    Endpoint,
+    Fault,
+    audio_frame_seconds,
+    audio_reply_frames,
+    cap_words,
+    chunk_text,
+    count_words,
+    find_faults,
+    text_reply_frames,
+    usage_metadata,
+)
+
+__all__ = ["Replies", "Reply"]
+
+# Faults that close instead of replying.
+_CLOSE_FAULTS = {
+    Fault.CLOSE_1011: INTERNAL_ERROR,
+    Fault.CLOSE_1007: INVALID_ARGUMENT,
+    Fault.CLOSE_1008: NOT_FOUND,
+    Fault.CLOSE_1000: (1000, ""),
+    Fault.CLOSE_1001: (1001, "going away"),
+}
+# Faults that close after the first reply chunk; None drops the TCP connection without a close frame.
+_MID_FAULTS: dict[Fault, tuple[int, str] | None] = {
+    Fault.MID_1011: INTERNAL_ERROR,
+    Fault.MID_1007: INVALID_ARGUMENT,
+    Fault.MID_1008: NOT_FOUND,
+    Fault.MID_1006: None,
+}
+_SLOW_DELAY = 0.5
+
+
+@attrs.define(eq=False)
+class Reply:
+    """One reply being streamed (or queued, or done)."""
+
+    scope: trio.CancelScope
+    # NO_INTERRUPTION: the reply this one queues behind; it starts once that one is done.
+    after: Reply | None = None
+    # An audio turn is put into the history (and transcribed) by its reply, after any queueing,
+    # so the history keeps the order in which things were said and answered.
+    audio_turn: dict[str, Any] | None = None
+    turn_recorded: bool = False
+    binary: bool = False
+    finished: bool = False
+    sent_text: str = ""
+    done: trio.Event = attrs.Factory(trio.Event)
+    # A continuation after a toolResponse says this text instead of echoing the user.
+    text: str | None = None
+
+
+class Replies(Lifetime):
+    """Starting, streaming and interrupting replies; the session provides the state and I/O."""
+
+    _endpoint: Endpoint
+    _history: list[dict[str, Any]]
+    _reply: Reply | None
+    # (entries counted, text tokens, audio tokens): history only grows between compressions,
+    # so usage is counted once per entry.
+    _counted: tuple[int, int, int]
+    _completed: int  # replies completed on this connection (goaway_after_turns counts them)
+
+    if TYPE_CHECKING:  # implemented by Session; declared here only, so nothing shadows them
+
+        async def _send_all(self, messages: list[dict[str, Any]], *, binary: bool = False) -> None: ...
+
+        async def _call_tools(self, reply: Reply, user_text: str) -> bool: ...
+
+    # -- replies -------------------------------------------------------------------------------
+
+    def _start_reply(
+        self,
+        user_text: str,
+        *,
+        audio_turn: dict[str, Any] | None = None,
+        after: Reply | None = None,
+        text: str | None = None,
+    ) -> None:
+        assert self._nursery is not None
+        reply = Reply(scope=trio.CancelScope(), after=after, audio_turn=audio_turn, text=text)
+        self._reply = reply
+        self._nursery.start_soon(self._run_reply, reply, user_text)
+
+    async def _interrupt(self) -> None:
+        """Stop the streaming reply and any queued behind it; say so if one had not finished."""
+        pending: list[Reply] = []
+        reply = self._reply
+        while reply is not None and not reply.done.is_set():
+            pending.append(reply)
+            reply = reply.after
+        if not pending:
+            return
+        for reply in pending:
+            reply.scope.cancel()
+        for reply in pending:
+            await reply.done.wait()
+        if not all(reply.finished for reply in pending):
+            await self._send({"serverContent": {"interrupted": True}}, binary=pending[-1].binary)
+
+    async def _run_reply(self, reply: Reply, user_text: str) -> None:
+        try:
+            with reply.scope:
+                if reply.after is not None:
+                    await reply.after.done.wait()
+                await self._record_audio_turn(reply)
+                await self._stream_reply(reply, user_text)
+            # Cancelled while queued: the user still spoke, so the turn is kept and transcribed.
+            await self._record_audio_turn(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            reply.after = None
+            if reply.sent_text:
+                self._history.append(model_turn(reply.sent_text))
+            reply.done.set()
+
+    async def _record_audio_turn(self, reply: Reply) -> None:
+        assert self._config is not None
+        if reply.audio_turn is None or reply.turn_recorded:
+            return
+        reply.turn_recorded = True
+        self._history.append(reply.audio_turn)
+        if self._config.input_transcription:
+            # Sends are shielded, so the whole transcript goes out even for a cancelled reply.
+            for piece in chunk_text(audio_turn_transcript(reply.audio_turn), self._options.chunk_words):
+                await self._send({"serverContent": {"inputTranscription": {"text": piece}}})
+            await self._send({"serverContent": {"inputTranscription": {"finished": True}}})
+
+    async def _stream_reply(self, reply: Reply, user_text: str) -> None:
+        assert self._config is not None
+        # A reply interrupted before it started must not leak its first (shielded) frame.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not await self._fit_context():
+            return
+        faults = find_faults(user_text)
+        for fault, code_reason in _CLOSE_FAULTS.items():
+            if fault in faults:
+                await self._close(*code_reason)
+                return
+        if Fault.SILENT in faults:
+            await trio.sleep_forever()  # a turn taken and never answered (the session itself stays up)
+        reply.binary = Fault.BINARY in faults
+        delay = _SLOW_DELAY if Fault.SLOW in faults else self._options.chunk_delay
+        if Fault.GOAWAY in faults:
+            await self._go_away(binary=reply.binary)
+        if reply.text is None and await self._call_tools(reply, user_text):
+            return
+        text = cap_words(reply.text if reply.text is not None else f"Echo: {user_text}", self._config.max_output_tokens)
+        text_tokens, audio_prompt_tokens = self._prompt_tokens()
+        usage = usage_metadata(
+            self._endpoint.backend, text_tokens, count_words(text), self._config.modality, audio_prompt_tokens
+        )
+        ending = [{"serverContent": {"generationComplete": True}},
+                  {"serverContent": {"turnComplete": True}, "usageMetadata": usage}]
+        mid_fault = next((fault for fault in _MID_FAULTS if fault in faults), None)
+        if delay == 0 and not self._options.audio_realtime and mid_fault is None:
+            # Unpaced, the whole reply exists at once: one write, as a busy server's TCP stream would carry it.
+            frames = list(self._reply_frames(text))
+            reply.finished = True
+            await self._send_all([m for m, _ in frames] + ending, binary=reply.binary)
+            reply.sent_text += "".join(covered for _, covered in frames)
+        else:
+            wait: float | None = None  # None before the first frame
+            for message, covered in self._reply_frames(text):
+                if wait is not None:
+                    if wait > 0:
+                        await trio.sleep(wait)
+                    else:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                await self._send(message, binary=reply.binary)
+                reply.sent_text += covered
+                if mid_fault is not None:
+                    await self._fail_mid_reply(_MID_FAULTS[mid_fault])
+                    return
+                wait = self._pause_after(message, delay)
+            # From here on nothing yields to cancellation: a reply whose generation completed is
+            # never reported as interrupted.
+            reply.finished = True
+            await self._send_all(ending, binary=reply.binary)
+        self._completed += 1
+        await self._resumable([*self._history, model_turn(reply.sent_text)], binary=reply.binary)
+        if self._completed == self._options.goaway_after_turns:
+            await self._go_away(binary=reply.binary)
+
+    async def _fail_mid_reply(self, code_reason: tuple[int, str] | None) -> None:
+        if code_reason is not None:
+            await self._close(*code_reason)
+            return
+        # Hold the send lock so that no frame is being written while the stream goes away.
+        async with self._send_lock:
+            await drop_connection(self._ws)
+        raise ConnectionClosed(None)
+
+    async def _fit_context(self) -> bool:
+        """Before a reply: compress the history if set up and over the trigger; False (the
+        connection is closing) if it still exceeds ``context_limit_tokens``."""
+        assert self._config is not None
+        limit = self._options.context_limit_tokens
+        total = sum(self._prompt_tokens())
+        if self._config.compression is not None:
+            trigger, target = self._config.compression.bounds(limit)
+            if total > trigger:
+                slide_window(self._history, total, target)
+                self._registry.compressions += 1
+                self._counted = (0, 0, 0)  # entries went from the front: count afresh
+                total = sum(self._prompt_tokens())
+        if limit and total > limit:
+            await self._close(*CONTEXT_EXCEEDED)
+            return False
+        return True
+
+    def _prompt_tokens(self) -> tuple[int, int]:
+        seen, text, audio = self._counted
+        more_text, more_audio = prompt_tokens(self._history[seen:])
+        self._counted = (len(self._history), text + more_text, audio + more_audio)
+        return text + more_text, audio + more_audio
+
+    def _pause_after(self, message: dict[str, Any], delay: float) -> float:
+        """How long to wait after sending a reply frame before the next one."""
+        if "outputTranscription" in message["serverContent"]:
+            return 0.0  # a transcription piece goes out together with the audio chunk after it
+        if self._options.audio_realtime:
+            return max(delay, audio_frame_seconds(message))
+        return delay
+
+    def _reply_frames(self, text: str) -> Iterator[tuple[dict[str, Any], str]]:
+        assert self._config is not None
+        if self._config.modality == "TEXT":
+            return text_reply_frames(text, self._options.chunk_words)
+        return audio_reply_frames(
+            text,
+            self._options.chunk_words,
+            self._options.audio_chunk_ms,
+            self._config.output_transcription,
+            self._config.tone_hz,
+            self._options.reply_audio_chunks,
+        )
+
