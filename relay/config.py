@@ -51,6 +51,11 @@ class ModelEntry:
     upstream_auth: Literal["google", "none"] = "google"
     # None: the model table's default (no `id` in tool responses to Vertex, which has rejected it)
     function_response_id: bool | None = None
+    # None: the model table's default
+    context_update: bool | None = None
+    # Gemini's contextWindowCompression: {trigger_tokens, target_tokens} (either optional), False (never), or
+    # None (on for sessions with audio).
+    context_window_compression: dict[str, int] | bool | None = None
 
 
 @attrs.frozen
@@ -62,6 +67,11 @@ class Config:
     transport: TransportName = DEFAULT_TRANSPORT
     # Seconds Gemini may stay silent while it owes a response before the relay reports it and reconnects.
     response_timeout: float = 60.0
+    # Seconds of client audio held while an upstream connection is switched (and resent after it); past it the
+    # oldest audio is dropped with a warning and a count.
+    resume_buffer_seconds: float = 30.0
+    # Seconds the websockets transport waits for Gemini's pong (Gemini has answered pings after 8-30 s); 0 = no pings.
+    upstream_ping_timeout: float = 60.0
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -86,6 +96,8 @@ class _LitellmParams:
     api_version: str | None = None
     upstream_auth: str | None = None
     function_response_id: bool | None = None
+    context_update: bool | None = None
+    context_window_compression: Any = None  # a mapping or false; checked by hand
 
 
 @attrs.define
@@ -105,11 +117,14 @@ class _GeneralSettings:
     master_key: str | None = None
     transport: str | None = None
     response_timeout: Any = None  # a positive number; checked by hand (cattrs would take "60" or True)
+    resume_buffer_seconds: Any = None
+    upstream_ping_timeout: Any = None
 
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
 _STRING_PARAMS = tuple(
-    f.name for f in attrs.fields(_LitellmParams) if f.name not in ("vertex_credentials", "function_response_id")
+    f.name for f in attrs.fields(_LitellmParams)
+    if f.name not in ("vertex_credentials", "function_response_id", "context_update", "context_window_compression")
 )
 
 
@@ -186,7 +201,7 @@ def _unknown_keys(raw: Mapping[str, Any], cls: type, path: str) -> list[str]:
         where = f"{path}.{key}" if path else str(key)
         if key not in known:
             found.append(where)
-        elif isinstance(value, Mapping) and key != "vertex_credentials":
+        elif isinstance(value, Mapping) and key not in ("vertex_credentials", "context_window_compression"):
             sub = {"litellm_params": _LitellmParams, "model_info": _ModelInfo}.get(key)
             if sub is not None:
                 found += _unknown_keys(value, sub, where)
@@ -225,6 +240,24 @@ def normalize_api_base(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not contain a query string or fragment")
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _compression(value: Any) -> dict[str, int] | bool | None:
+    field = "litellm_params.context_window_compression"
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, Mapping):
+        raise _Problem(field, f"must be a mapping with trigger_tokens / target_tokens, or false; got {_kind(value)}")
+    out: dict[str, int] = {}
+    for key, number in value.items():
+        if key not in ("trigger_tokens", "target_tokens"):
+            raise _Problem(f"{field}.{key}", "unknown key; expected trigger_tokens or target_tokens")
+        if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+            raise _Problem(f"{field}.{key}", f"must be a positive whole number of tokens, got {number!r}")
+        out[key] = number
+    if "trigger_tokens" in out and "target_tokens" in out and out["target_tokens"] >= out["trigger_tokens"]:
+        raise _Problem(f"{field}.target_tokens", "must be smaller than trigger_tokens")
+    return out
 
 
 def _credentials(value: Any, field: str) -> str | None:
@@ -308,7 +341,10 @@ def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[st
         else p.vertex_credentials,
         "litellm_params.vertex_credentials",
     )
+    compression = _compression(p.context_window_compression)
     return ModelEntry(
+        context_update=p.context_update,
+        context_window_compression=compression,
         model_name=name,
         provider=provider,  # type: ignore[arg-type]  # checked against _PROVIDERS above
         model=upstream_model,
@@ -353,7 +389,7 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
     warnings = [f"{path}: {key}: not used by the relay, ignored" for key in data if key not in _TOP_KEYS]
     errors: list[str] = []
 
-    master_key, transport, response_timeout = _general_settings(
+    master_key, transport, response_timeout, numbers = _general_settings(
         data.get("general_settings"), path, env, warnings, errors
     )
 
@@ -401,7 +437,7 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
             f"{path}: model_list: no realtime model (every entry has a model_info.mode other than realtime)"
         )
     config = Config(models=tuple(models), master_key=master_key, source=path, transport=transport,
-                    response_timeout=response_timeout)
+                    response_timeout=response_timeout, **numbers)
     return config, warnings
 
 
@@ -410,18 +446,30 @@ _TOP_KEYS = ("model_list", "general_settings")
 
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
-) -> tuple[str | None, TransportName, float]:
-    """(master_key, transport, response_timeout) from general_settings; problems go to `errors`."""
+) -> tuple[str | None, TransportName, float, dict[str, float]]:
+    """(master_key, transport, response_timeout, other numbers) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
     default_timeout = attrs.fields(Config).response_timeout.default
     if raw is None:
-        return fallback, DEFAULT_TRANSPORT, default_timeout
+        return fallback, DEFAULT_TRANSPORT, default_timeout, {}
     if not isinstance(raw, Mapping):
         errors.append(f"{path}: general_settings: must be a mapping, got {_kind(raw)}")
-        return None, DEFAULT_TRANSPORT, default_timeout
+        return None, DEFAULT_TRANSPORT, default_timeout, {}
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
-        return None, DEFAULT_TRANSPORT, default_timeout
+        return None, DEFAULT_TRANSPORT, default_timeout, {}
+    numbers: dict[str, float] = {}
+    for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True)):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value < math.inf if zero_ok else 0 < value < math.inf
+        ):
+            kind = "a number of seconds (0 = off)" if zero_ok else "a positive number of seconds"
+            errors.append(f"{path}: general_settings.{name}: must be {kind}, got {value!r}")
+            continue
+        numbers[name] = float(value)
     timeout = settings.response_timeout
     if timeout is None:
         timeout = default_timeout
@@ -430,7 +478,7 @@ def _general_settings(
                       f"got {timeout!r}")
         timeout = default_timeout
     master_key = _master_key(settings, path, env, errors, fallback)
-    return master_key, _transport(settings, path, env, errors), float(timeout)
+    return master_key, _transport(settings, path, env, errors), float(timeout), numbers
 
 
 def _master_key(

@@ -19,10 +19,13 @@ class ModelCaps:
     text_via_realtime_input: bool = False
     # Vertex has rejected functionResponses[].id with close 1007.
     function_response_id: bool = True
+    # Takes `contextUpdate` (systemInstruction, tools) mid-session, so such a session.update needs no new connection.
+    context_update: bool = False
 
 
 _TABLE: tuple[tuple[str, ModelCaps], ...] = (
     (r"native-audio", ModelCaps(text_output=False)),
+    (r"^gemini-3\.8", ModelCaps(text_output=False, text_via_realtime_input=True, context_update=True)),
     (r"^gemini-3", ModelCaps(text_via_realtime_input=True)),
 )
 

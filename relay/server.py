@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -62,6 +63,12 @@ class RelayServer:
         self.active_sessions = 0
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
+        self._open_upstream = self.transport.open_connection
+        if self.transport.name == "websockets":
+            # Gemini has been seen answering pings after 8-30 s: a short pong deadline kills healthy connections.
+            ping = config.upstream_ping_timeout
+            self._open_upstream = partial(self.transport.open_connection, ping_interval=ping or None,
+                                          ping_timeout=ping or 1.0)
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -107,14 +114,17 @@ class RelayServer:
         caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini")
         if entry.function_response_id is not None:
             caps = attrs.evolve(caps, function_response_id=entry.function_response_id)
-        translator = Translator(ids, caps,
-                                dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE)
+        if entry.context_update is not None:
+            caps = attrs.evolve(caps, context_update=entry.context_update)
+        translator = Translator(ids, caps, dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE,
+                                compression=entry.context_window_compression,
+                                switch_buffer_ms=self.config.resume_buffer_seconds * 1000)
         label = f"[{translator.session.id} {model}]"
         self.active_sessions += 1
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
             await Session(
-                client, translator, upstream, label, self.transport.open_connection, self.config.response_timeout
+                client, translator, upstream, label, self._open_upstream, self.config.response_timeout
             ).run()
         except Exception:
             # A relay bug must not pass silently; the client sees the socket close with 1011.

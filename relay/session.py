@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -24,22 +25,46 @@ import orjson
 import trio
 
 from relay.gate import Gate
-from relay.translate import Output, Translator
+from relay.translate import Connect, Output, Translator
 from relay.transport import HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
 from relay.upstream import Upstream, UpstreamAuthError
 
 log = logging.getLogger("relay.session")
 
 SETUP_TIMEOUT = 20.0  # seconds for Gemini to answer `setup`
+RESUME_BUDGET = 30.0  # seconds of retries for a resume before falling back to a fresh session
+CONNECT_ATTEMPTS = 3  # tries for a fresh connection that fails in a way a retry can fix
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 4.0
+# Handshake answers after which the same request may well succeed.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_TIMEOUT = 60.0  # seconds of silence from Gemini while it owes output (general_settings.response_timeout)
 
 
 class _Link:
-    """One upstream connection; replaced after a fault."""
+    """One upstream connection; replaced after a fault or by a switch."""
 
     def __init__(self) -> None:
         self.socket: MessageSocket | None = None
         self.closing = False
+        self.done = trio.Event()  # its socket has ended: the next connection may resume the session
+
+
+class _Failed(Exception):
+    """A connection attempt that ended before `setupComplete`; `transient`: a retry may succeed."""
+
+    def __init__(self, transient: bool, message: str, status: int | None = None, code: int | None = None,
+                 reason: str = "") -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.message = message
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+def backoff(attempt: int) -> float:
+    """Jittered exponential backoff: about 0.5 s, growing to 4 s."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
 class Session:
@@ -123,15 +148,29 @@ class Session:
                 assert self._nursery is not None
                 self._nursery.cancel_scope.cancel()
                 return
-        if out.connect is not None:
-            link = self._link = _Link()
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_link, link, out.connect.setup)
         if out.upstream:
             await self._send_upstream(out.upstream)
+        if out.connect is not None:
+            self._switch_to(out.connect)
         if out.close is not None:
             await self._client.close(out.close.code, out.close.reason)
         self._watch_reply()
+
+    def _switch_to(self, connect: Connect) -> None:
+        """Open the next upstream connection; an open one is closed first (break-then-make: Gemini refuses
+        to resume a session whose old socket is still open)."""
+        assert self._nursery is not None
+        previous = self._link
+        if previous is not None and not previous.closing:
+            previous.closing = True
+            if previous.socket is not None:
+                self._nursery.start_soon(self._retire, previous)
+        link = self._link = _Link()
+        self._nursery.start_soon(self._run_link, link, connect, previous)
+
+    async def _retire(self, link: _Link) -> None:
+        assert link.socket is not None
+        await link.socket.close(1000, "relay switching connections")
 
     def _watch_reply(self) -> None:
         """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.
@@ -167,15 +206,54 @@ class Session:
 
     # ------------------------------------------------------------ upstream side
 
-    async def _run_link(self, link: _Link, setup: dict[str, Any]) -> None:
-        """Connect, send `setup`, wait for its answer, then read until the link ends."""
+    async def _run_link(self, link: _Link, connect: Connect, previous: _Link | None) -> None:
+        """Connect, send `setup`, wait for its answer (retrying what a retry can fix), then read until the link
+        ends.  A resume that cannot succeed falls back to a fresh session through the translator."""
+        try:
+            if previous is not None:
+                with trio.move_on_after(SETUP_TIMEOUT):
+                    await previous.done.wait()
+            deadline = trio.current_time() + RESUME_BUDGET
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    await self._attempt(link, connect.setup)
+                    return
+                except _Failed as failure:
+                    if link is not self._link:
+                        return
+                    delay = backoff(attempt)
+                    retry = failure.transient and (
+                        trio.current_time() + delay < deadline if connect.resume else attempt < CONNECT_ATTEMPTS
+                    )
+                    if retry:
+                        log.info("%s upstream attempt %d failed (%s); retrying in %.1f s",
+                                 self._label, attempt, failure.message, delay)
+                        await trio.sleep(delay)
+                        continue
+                    await self._report_failure(link, connect, failure)
+                    return
+        finally:
+            link.done.set()
+
+    async def _report_failure(self, link: _Link, connect: Connect, failure: _Failed) -> None:
+        link.closing = True
+        link.done.set()  # the connection the translator asks for next must not wait for this one
+        if connect.resume:
+            await self._dispatch(self._t.resume_failed, failure.message)
+        elif failure.code is not None:
+            await self._dispatch(self._t.upstream_closed, failure.code, failure.reason)
+        else:
+            await self._dispatch(self._t.upstream_failed, failure.status, failure.message)
+
+    async def _attempt(self, link: _Link, setup: dict[str, Any]) -> None:
+        """One connection; raises _Failed if it ends before Gemini answered `setup`."""
         try:
             target = await self._upstream.target()
         except UpstreamAuthError as exc:
             log.warning("%s upstream credentials failed: %s", self._label, exc)
-            link.closing = True
-            await self._dispatch(self._t.upstream_failed, None, str(exc))
-            return
+            raise _Failed(False, str(exc)) from None
         setup["setup"]["model"] = target.model_path
         try:
             async with self._open_upstream(target.url, list(target.headers)) as sock:
@@ -183,31 +261,40 @@ class Session:
                 try:
                     await self._link_reader(link, sock, setup)
                 finally:
-                    link.closing = True
+                    link.socket = None
                     with trio.CancelScope(shield=True):
                         await sock.close(1000, "client session ended")
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)
-            link.closing = True
-            await self._dispatch(self._t.upstream_failed, exc.status, exc.message)
+            transient = exc.status is None or exc.status in TRANSIENT_STATUSES
+            raise _Failed(transient, exc.message, status=exc.status) from None
 
     async def _link_reader(self, link: _Link, sock: MessageSocket, setup: dict[str, Any]) -> None:
         try:
             await sock.send_texts([orjson.dumps(setup)])
             with trio.move_on_after(SETUP_TIMEOUT) as waiting:
                 frame = await sock.get_message()
-            if waiting.cancelled_caught:
-                link.closing = True
-                message = f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s"
-                await self._dispatch(self._t.upstream_failed, None, message)
-                return
-            await self._dispatch(self._t.upstream_frame, frame)
+        except SocketClosed as exc:
+            # Closed before setupComplete: a refused handle (1008 "session not found") or setup (1007) is final;
+            # 1011 also comes while Gemini still holds the session's old socket.
+            text = f"Gemini closed the connection during setup ({exc.code})" + (f": {exc.reason}" if exc.reason
+                                                                                 else "")
+            raise _Failed(exc.code not in (1007, 1008), text, code=exc.code, reason=exc.reason) from None
+        if waiting.cancelled_caught:
+            raise _Failed(True, f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s")
+        if link is not self._link:
+            return
+        await self._dispatch(self._t.upstream_frame, frame)
+        try:
             while True:
                 with trio.CancelScope() as wait:
                     self._reply_wait = wait
                     self._watch_reply()
                     frames = await sock.get_messages()
-                self._reply_wait = None
+                if self._reply_wait is wait:
+                    self._reply_wait = None
+                if link.closing or link is not self._link:
+                    return  # the session moved on to another connection: late frames of this one are dropped
                 if wait.cancelled_caught:
                     log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
                     link.closing = True

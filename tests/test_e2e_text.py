@@ -415,7 +415,7 @@ def test_ga_sdk_without_session_update_still_gets_ga_events(stack):
     assert audio, "audio deltas are forwarded"
 
 
-def test_session_update_after_setup_is_kept_and_says_when_it_applies(stack):
+def test_session_update_after_setup_reaches_gemini_on_a_resumed_connection(stack):
     with sdk_ga(stack) as c:
         c.recv()
         c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"],
@@ -423,15 +423,25 @@ def test_session_update_after_setup_is_kept_and_says_when_it_applies(stack):
         first = c.recv()
         assert first["session"]["tracing"] == "auto" and first["session"]["truncation"] == "auto"
         assert "notice" not in first
-        c.send(user_text("start the model"))
-        c.send({"type": "response.create"})
-        c.until("response.done")
+        assert text_turn(c, "start the model")[-1]["response"]["status"] == "completed"
+        before = len(stack.emulator.by_connection)
         c.send({"type": "session.update", "session": {"type": "realtime", "instructions": "New rules."}})
         updated = c.until("session.updated")[-1]
         assert updated["session"]["instructions"] == "New rules."
         assert updated["session"]["tracing"] == "auto"
-        assert "change to instructions applies" in updated["notice"]
-        assert "next upstream connection" in updated["notice"]
+        assert "notice" not in updated
+        events = text_turn(c, "and now")
+        assert events[-1]["response"]["status"] == "completed" and reply_text(events) == "Echo: and now"
+        assert not [e for e in events if e["type"] == "error"]
+        # The switch happened at the turn boundary: a new connection, resumed, with the new instructions, and
+        # only the new turn on it.
+        assert len(stack.emulator.by_connection) == before + 1
+        resumed = stack.latest_upstream()
+        setup = resumed[0]["setup"]
+        assert setup["sessionResumption"]["handle"]
+        assert setup["systemInstruction"]["parts"][0]["text"] == "New rules."
+        sent = [m for m in resumed[1:] if "clientContent" in m]
+        assert [t["parts"][0]["text"] for m in sent for t in m["clientContent"].get("turns", [])] == ["and now"]
 
 
 def test_wrong_key_is_refused_with_401_and_other_sessions_are_unaffected(stack):

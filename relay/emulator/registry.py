@@ -116,6 +116,11 @@ class Registry:
         logical.issued_at = trio.current_time()
         return handle
 
+    def expire_handles(self) -> None:
+        """Every handle issued so far stops working, as once ``handle_ttl`` has passed (for tests of the
+        fallback to a fresh session)."""
+        self._by_handle.clear()
+
     def session(self, session_id: str) -> LogicalSession:
         """The logical session ``session_id`` (``KeyError`` if there is none)."""
         return self._sessions[session_id]

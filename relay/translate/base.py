@@ -14,6 +14,9 @@ class Connect:
     """Open the upstream socket and send this `setup` first (the upstream adds `setup.model`)."""
 
     setup: dict[str, Any]
+    # The setup carries a resumption handle: the shell closes the current connection first (Gemini refuses a
+    # resume while the old socket is open) and retries a failed resume before reporting `resume_failed`.
+    resume: bool = False
 
 
 @attrs.frozen

@@ -93,6 +93,7 @@ class Responding:
             self._send_turns(turns)
 
     def _send_turns(self, turns: list[dict[str, Any]]) -> None:
+        self._context_turns(turns)
         if self._audio.activity_open:
             # Manual turn: the held activityEnd is what makes Gemini answer (protocols.md 3.6).
             if turns:
@@ -171,6 +172,7 @@ class Responding:
     def _finish_response(self, status: str, reason: str | None = None) -> None:
         if self._response is not None and not self._response.finished:
             self._response.finish(status, reason, usage=usage_from_gemini(self._usage))
+            self._model_reply_done(self._response.response.output)
         self._response = None
         self._usage = None
 

@@ -90,6 +90,4 @@ def build_setup(
             if cfg.tool_choice not in ("auto", None):
                 # Live has no toolConfig: 'required' or a named function cannot be enforced.
                 warnings.append(f"tool_choice {cfg.tool_choice!r} cannot be enforced by Gemini Live; it acts as 'auto'")
-    # No `sessionResumption`: a reconnect replays the conversation, so handles would go unused while
-    # costing Gemini an extra message after every turn.
     return {"setup": setup}

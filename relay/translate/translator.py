@@ -18,25 +18,30 @@ from relay.ids import IdFactory
 from relay.models import ModelCaps
 from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, is_ga_shaped
 from relay.translate.audio_in import AudioInput, InputAudioState
-from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Connect, Output
+from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
 from relay.translate.conversation import Conversation, turn_of
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
 from relay.translate.response import ResponseBuilder
+from relay.translate.resumption import DEFAULT_SWITCH_BUFFER_MS, RESUMABLE_CLOSES, Resumption, audio_ms_of
 from relay.translate.setup import build_setup, upstream_modality
 from relay.translate.tools import ToolCalls, ToolState
 
 log = logging.getLogger("relay.translate")
 
 
-class Translator(Conversation, Responding, AudioInput, ToolCalls):
+class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
     def __init__(
         self,
         ids: IdFactory,
         caps: ModelCaps,
         dialect: Dialect | None = None,
         max_frame_bytes: int = 16 * 1024 * 1024,
+        compression: dict[str, int] | bool | None = None,
+        switch_buffer_ms: float = DEFAULT_SWITCH_BUFFER_MS,
     ) -> None:
+        """`compression`: Gemini's contextWindowCompression, as `{trigger_tokens, target_tokens}` (either
+        optional), True, False, or None for the default (on for sessions with audio)."""
         self._ids = ids
         self._caps = caps
         self.dialect: Dialect | None = dialect
@@ -51,10 +56,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
         self._upstream = UPSTREAM_NONE
         self._upstream_modality = "TEXT"
         self._upstream_manual: bool | None = None  # turn mode fixed by the current upstream's setup
-        self._queued: list[dict[str, Any]] = []
         self._pending_turns: list[dict[str, Any]] = []
         self._system_notes: list[str] = []
-        self.resumption_handle: str | None = None
+        self._compression = compression
+        self._init_resumption(switch_buffer_ms)
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False
@@ -100,6 +105,9 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
 
     def upstream_closed(self, code: int | None, reason: str) -> Output:
         """The upstream socket ended (not by us)."""
+        if code in RESUMABLE_CLOSES and self.resumption_handle is not None and self._upstream == UPSTREAM_READY:
+            self._resume_after_close(code, reason)
+            return self._take()
         if code in (1007, 1008) or (code is not None and 4000 <= code < 5000):
             kind = "invalid_request_error"
         else:
@@ -132,6 +140,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
     # ============================================================ plumbing
 
     def _take(self) -> Output:
+        self._maybe_switch()
         out, self._out = self._out, Output()
         return out
 
@@ -149,28 +158,52 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
     def _send_upstream(self, message: dict[str, Any]) -> None:
         if self._upstream == UPSTREAM_READY:
             self._out.upstream.append(message)
+            self._sent(message)
         else:
-            self._queued.append(message)
+            self._queued.add(message, audio_ms_of(message))
 
     def _ensure_upstream(self, response_params: dict[str, Any] | None = None) -> None:
         """Send `setup` as late as possible: only when something needs the model."""
         if self._upstream != UPSTREAM_NONE:
             return
-        self._upstream = UPSTREAM_SETUP_SENT
+        self._first_response_params = response_params
+        self._connect(None)
+
+    def _next_setup(self) -> dict[str, Any]:
+        """The `setup` for the next connection, from the effective session; fixes the turn mode and modality."""
         cfg = self.session
-        if response_params and not self._session_touched:
+        params, self._first_response_params = getattr(self, "_first_response_params", None), None
+        if params and not self._session_touched:
             # A client may shape the session through its first response.create alone (LiteLLM's docs do).
             cfg = attrs.evolve(cfg, kept=dict(cfg.kept))
             try:
-                apply_beta(cfg, session_fields(response_params), "response")
+                apply_beta(cfg, session_fields(params), "response")
             except ClientError:
                 pass
+        manual = cfg.turn_detection is None
+        if self._upstream_manual is not None and manual != self._upstream_manual:
+            self._reset_input_audio()  # an open manual activity cannot go on under automatic detection
         self._upstream_modality = upstream_modality(cfg.modalities, self._caps)
-        self._upstream_manual = cfg.turn_detection is None
+        self._upstream_manual = manual
         warnings: list[str] = []
-        self._out.connect = Connect(build_setup(cfg, self._caps, self._system_notes, warnings))
+        setup = build_setup(cfg, self._caps, self._system_notes, warnings)
         for warning in warnings:
             log.warning("%s", warning)
+        body = setup["setup"]
+        body["sessionResumption"] = {}
+        compression = self._compression
+        if compression is None:
+            compression = self._upstream_modality == "AUDIO" or not manual or self._audio.total_ms > 0
+        if isinstance(compression, dict):
+            window: dict[str, Any] = {}
+            if compression.get("target_tokens") is not None:
+                window["targetTokens"] = compression["target_tokens"]
+            body["contextWindowCompression"] = {"slidingWindow": window}
+            if compression.get("trigger_tokens") is not None:
+                body["contextWindowCompression"]["triggerTokens"] = compression["trigger_tokens"]
+        elif compression:
+            body["contextWindowCompression"] = {"slidingWindow": {}}
+        return setup
 
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
         self._error(code, message, kind=kind)
@@ -185,6 +218,11 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
         self._reset_input_audio()
         self._tools = ToolState()  # calls of the dead connection can no longer be answered
         self._queued.clear()
+        self._log.clear()
+        self._context.clear()
+        self._uncovered = False
+        self._switch_reason = None
+        self.resumption_handle = None
         self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
 
     # ============================================================ dialect
@@ -221,19 +259,28 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
         else:
             apply_beta(self.session, ev.session)
         self._session_touched = True
-        notice = None
         if self._upstream != UPSTREAM_NONE:
             after = self._setup_fields()
-            differ = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
-            changed = sorted({_OPENAI_NAME.get(k, k) for k in differ})
-            if changed:
-                notice = (
-                    "Gemini Live fixes its configuration when the model session starts; the change to "
-                    + ", ".join(changed)
-                    + " applies from the relay's next upstream connection."
-                )
-                log.info("session.update after setup changes %s", ", ".join(changed))
-        self._emit(oa.SessionUpdated(self.session, notice))
+            differ = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            if differ:
+                self._reconfigure(differ, after)
+        self._emit(oa.SessionUpdated(self.session))
+
+    def _reconfigure(self, differ: set[str], after: dict[str, Any]) -> None:
+        """Apply a changed session to Gemini: `contextUpdate` where the model takes it and only the system
+        instruction or tools changed, else a switch to a connection with the new `setup` at a turn boundary."""
+        changed = ", ".join(sorted({_OPENAI_NAME.get(k, k) for k in differ}))
+        if self._caps.context_update and differ <= {"systemInstruction", "tools"}:
+            update: dict[str, Any] = {}
+            if "systemInstruction" in differ:
+                update["systemInstruction"] = after.get("systemInstruction") or {"role": "user", "parts": []}
+            if "tools" in differ:
+                update["tools"] = after.get("tools") or []
+            log.info("session.update changes %s: sent as contextUpdate", changed)
+            self._send_upstream({"contextUpdate": update})
+            return
+        log.info("session.update changes %s: applied by a switch at the next turn boundary", changed)
+        self._want_switch("session.update")
 
     def _setup_fields(self) -> dict[str, Any]:
         setup = build_setup(self.session, self._caps, self._system_notes)["setup"]
@@ -253,16 +300,16 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls):
     def _upstream_message(self, msg: gm.ServerMessage) -> None:
         if msg.setup_complete is not None and self._upstream == UPSTREAM_SETUP_SENT:
             self._upstream = UPSTREAM_READY
-            queued, self._queued = self._queued, []
-            self._out.upstream.extend(queued)
+            for message in self._queued.take():
+                self._out.upstream.append(message)
+                self._sent(message)
         if msg.usage_metadata is not None:
             self._usage = msg.usage_metadata
         if msg.session_resumption_update is not None:
             upd = msg.session_resumption_update
-            if upd.resumable and upd.new_handle:
-                self.resumption_handle = upd.new_handle
+            self._resumption_update(upd.new_handle, upd.resumable)
         if msg.go_away is not None:
-            log.info("upstream goAway, time left %s", msg.go_away.time_left)
+            self._go_away(msg.go_away.time_left)
         sc = msg.server_content
         if sc is None:
             if msg.tool_call is not None:

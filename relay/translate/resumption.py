@@ -1,0 +1,256 @@
+"""Sessions that outlive one Gemini connection: resumption handles, switching connections at a turn
+boundary, and what is sent again on the next connection (protocols.md 2.5, pitfalls 1-3;
+gemini-openai-2026-12.md section 4).
+
+Gemini ends every connection after about ten minutes (`goAway`, then a close) and fixes its
+configuration at `setup`.  The relay asks every `setup` for `sessionResumption` and keeps the newest
+handle Gemini marks resumable.  A *switch* (after `goAway`, or to apply a `session.update`) waits for
+a turn boundary, where nothing is owed and the newest handle covers every turn sent, and then asks
+the shell to close the connection and open the next one with that handle (break-then-make: Gemini
+refuses a resume while the old socket is open).  A connection that dies first is resumed at once.
+
+What the handle does not cover is tracked here:
+- `log`: realtime input (audio, activity signals) sent since the newest handle; a clean switch sends
+  it again, so speech that was not yet a turn is not lost.
+- `context`: the user and model turns sent or received since the newest handle; after an unplanned
+  close mid-turn they join the next turn as context, so the resumed model does not lose them and
+  gets none of them twice.
+Both are bounded; what a bound drops is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Connect
+
+log = logging.getLogger("relay.translate")
+
+# Audio kept for resending (the log) and held while a connection is being switched (the queue).
+DEFAULT_SWITCH_BUFFER_MS = 30_000.0
+# Close codes after which the same logical Gemini session can go on (protocols.md 2.6).
+RESUMABLE_CLOSES = frozenset({1000, 1001, 1006, 1011})
+def is_trigger(message: dict[str, Any]) -> bool:
+    """A message that makes the model generate: the newest handle stops covering the conversation."""
+    if "clientContent" in message:
+        return bool(message["clientContent"].get("turnComplete"))
+    if "toolResponse" in message:
+        return True
+    body = message.get("realtimeInput")
+    return isinstance(body, dict) and ("text" in body or "activityEnd" in body)
+
+
+def audio_ms_of(message: dict[str, Any]) -> float:
+    """Milliseconds of 16-bit mono PCM in a `realtimeInput.audio` message (0 for anything else)."""
+    body = message.get("realtimeInput")
+    if not isinstance(body, dict) or "audio" not in body:
+        return 0.0
+    blob = body["audio"]
+    _, _, rate = blob.get("mimeType", "").partition("rate=")
+    bytes_per_ms = int(rate) * 2 / 1000 if rate.isdigit() else 32.0
+    return len(blob.get("data", "")) * 0.75 / bytes_per_ms  # base64: 4 characters for 3 bytes
+
+
+class Buffer:
+    """Upstream messages in order, with the audio among them bounded: past `limit_ms` of audio the
+    oldest audio message is dropped (never an item, a signal or a tool answer)."""
+
+    def __init__(self, limit_ms: float) -> None:
+        self.limit_ms = limit_ms
+        self.messages: list[tuple[dict[str, Any], float]] = []
+        self.audio_ms = 0.0
+        self.dropped = 0  # audio messages dropped over the bound, this session
+
+    def add(self, message: dict[str, Any], ms: float) -> None:
+        self.messages.append((message, ms))
+        self.audio_ms += ms
+        while self.audio_ms > self.limit_ms:
+            index = next(i for i, (_, m) in enumerate(self.messages) if m > 0)
+            _, gone = self.messages.pop(index)
+            self.audio_ms -= gone
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning("switch buffer full (%.0f ms of audio): oldest audio dropped, %d chunks so far",
+                            self.limit_ms, self.dropped)
+
+    def take(self) -> list[dict[str, Any]]:
+        out = [m for m, _ in self.messages]
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        self.messages = []
+        self.audio_ms = 0.0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class Resumption:
+    """Mixin of `Translator`: handles, planned switches and resumed connections."""
+
+    def _init_resumption(self, switch_buffer_ms: float) -> None:
+        self.resumption_handle: str | None = None
+        self._log = Buffer(switch_buffer_ms)  # realtime input since the newest handle
+        self._queued = Buffer(switch_buffer_ms)  # made while no connection was ready
+        self._context: list[dict[str, Any]] = []  # turns since the newest handle
+        self._uncovered = False  # a trigger was sent that no handle covers yet
+        self._switch_reason: str | None = None  # a planned switch waits for a turn boundary
+        self.switches = 0  # connections after the first, resumed or fresh (for logs and tests)
+
+    # ------------------------------------------------------------ what was sent
+
+    def _sent(self, message: dict[str, Any]) -> None:
+        """Bookkeeping for a message that leaves for Gemini now (or when the connection is ready)."""
+        if is_trigger(message):
+            self._uncovered = True
+            self._log.clear()  # the input became a turn; the handle after it will cover it
+        elif "realtimeInput" in message:
+            self._log.add(message, audio_ms_of(message))
+
+    def _context_turns(self, turns: list[dict[str, Any]]) -> None:
+        self._context.extend(turns)
+
+    def _model_reply_done(self, output: list[Any]) -> None:
+        from relay.translate.conversation import turn_of
+
+        for item in output:
+            turn = turn_of(item)
+            if turn is not None:
+                self._context.append(turn)
+
+    # ------------------------------------------------------------ what Gemini says
+
+    def _resumption_update(self, handle: str | None, resumable: bool | None) -> None:
+        # `resumable: false` with no handle comes while Gemini generates or runs tools: keep the old one.
+        if not resumable or not handle:
+            return
+        self.resumption_handle = handle
+        if self._upstream == UPSTREAM_READY:
+            self._log.clear()
+            self._context.clear()
+            self._uncovered = False
+
+    def _go_away(self, time_left: str | None) -> None:
+        log.info("upstream goAway (time left %s): switching at the next turn boundary", time_left)
+        self._switch_reason = "goAway"
+
+    def _want_switch(self, reason: str) -> None:
+        if self._upstream == UPSTREAM_NONE:
+            return  # the next setup is built from the new session anyway
+        self._switch_reason = reason
+
+    # ------------------------------------------------------------ switching
+
+    def _at_boundary(self) -> bool:
+        """No response owed, no tool turn open, and the newest handle covers every turn sent."""
+        return (
+            self._upstream == UPSTREAM_READY
+            and not self.awaiting_model
+            and (self._response is None or self._response.finished)
+            and self._queued_request is None
+            and not self._uncovered
+            and not self._tools.turn_calls
+        )
+
+    def _maybe_switch(self) -> None:
+        if self._switch_reason is None or not self._at_boundary():
+            return
+        reason, self._switch_reason = self._switch_reason, None
+        log.info("switching the upstream connection (%s)", reason)
+        # Input made in this same step has not left yet: it goes to the next connection instead (realtime
+        # input is in the log already).
+        unsent = [m for m in self._out.upstream if "realtimeInput" not in m]
+        self._out.upstream = []
+        self._open_next([*self._log.take(), *unsent])
+
+    def _open_next(self, resend: list[dict[str, Any]]) -> None:
+        """Ask the shell for the next connection: resumed with the newest handle when there is one."""
+        self.switches += 1
+        self._context.clear()
+        self._uncovered = False
+        if self.resumption_handle is None:
+            self._fresh_connection("no resumption handle yet")
+            for message in resend:
+                self._queued.add(message, audio_ms_of(message))
+            return
+        self._connect(self.resumption_handle)
+        queued = self._queued.messages
+        self._queued.clear()
+        for message in resend:
+            self._queued.add(message, audio_ms_of(message))
+        for message, ms in queued:
+            self._queued.add(message, ms)
+
+    def _connect(self, handle: str | None) -> None:
+        self._upstream = UPSTREAM_SETUP_SENT
+        setup = self._next_setup()
+        if handle is not None:
+            setup["setup"]["sessionResumption"]["handle"] = handle
+        self._out.connect = Connect(setup, resume=handle is not None)
+
+    def _fresh_connection(self, why: str) -> None:
+        """A new Gemini session, the conversation replayed from the local store (the fallback)."""
+        from relay.translate.conversation import turn_of
+
+        log.info("opening a fresh Gemini session (%s); the conversation is replayed", why)
+        self.resumption_handle = None
+        self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
+        self._log.clear()
+        self._context.clear()
+        self._uncovered = False
+        self._connect(None)
+
+    def resume_failed(self, why: str) -> Any:
+        """The shell could not resume (handle rejected, retries spent): fall back to a fresh session."""
+        log.warning("resumption failed (%s); falling back to a fresh session", why)
+        queued = self._queued.take()
+        self._fresh_connection(why)
+        # The fresh session gets the whole conversation first; turns queued for the resumed one are in it already,
+        # and a response they asked for is asked for by the replay.  Realtime input keeps its place after it.
+        replay, self._pending_turns = self._pending_turns, []
+        asked = any(is_trigger(m) for m in queued if "clientContent" in m)
+        if replay or asked:
+            content: dict[str, Any] = {"turnComplete": asked}
+            if replay:
+                content["turns"] = replay
+            self._queued.add({"clientContent": content}, 0.0)
+            self._context_turns(replay)
+        for message in queued:
+            if "realtimeInput" in message:
+                self._queued.add(message, audio_ms_of(message))
+        return self._take()
+
+    def _resume_after_close(self, code: int | None, reason: str) -> None:
+        """Gemini closed a resumable connection we did not mean to end: reconnect with the handle at once."""
+        in_flight = self.awaiting_model or (self._response is not None and not self._response.finished)
+        tool_turn = bool(self._tools.turn_calls) or self._tools.awaiting_continuation
+        if in_flight:
+            kind, text = "server_error", f"Gemini closed the connection ({code})" + (f": {reason}" if reason else ".")
+            text += " The relay resumed the session; this response could not continue."
+            self._error("upstream_closed", text, kind=kind)
+            if self._response is not None and not self._response.finished:
+                self._response.finish("failed", None, error={"type": kind, "code": "upstream_closed", "message": text})
+            self._response = None
+            self._discarding = False
+            self._queued_request = None
+        else:
+            log.info("upstream closed (%s %s) between turns: resuming", code, reason)
+        self._switch_reason = None
+        if tool_turn:
+            # Calls of the dead connection can no longer be answered there; the local store has them.
+            from relay.translate.tools import ToolState
+
+            self._tools = ToolState()
+            self._reset_input_audio()
+            self.switches += 1
+            self._fresh_connection("a tool turn was open when the connection closed")
+            return
+        context = self._context if self._uncovered or in_flight else []
+        resend = [] if in_flight else self._log.take()
+        self._log.clear()
+        if in_flight:
+            self._reset_input_audio()
+        self._pending_turns = [*context, *self._pending_turns]
+        self._open_next(resend)
