@@ -6,20 +6,15 @@ event_id, and the response lifecycle (protocols.md 1.9): at most one response ac
 before their deltas and closed before `response.done`, `*.done` texts equal to their deltas.
 Per Output: upstream messages only on a ready upstream, every message (and the setup, with a model
 path) a valid Gemini LiveClientMessage, and one upstream turn for every requested response.
-Across connections (`Ledger`): what each logical Gemini session holds, so that a switch or a resumed
-close neither loses nor repeats client input, and a resume uses the newest resumable handle.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from collections import Counter
-
 import attrs
 import orjson
 
-from relay.translate.base import Connect
 from relay.translate.translator import Output
 from tests.schemas import validate_gemini, validate_openai
 
@@ -58,111 +53,6 @@ class PartLog:
     closed: bool = False
 
 
-Key = tuple[str, str]
-
-
-def _canon(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def is_trigger(message: dict[str, Any]) -> bool:
-    """A message that makes Gemini generate (written here, not imported: the checker's own reading)."""
-    if "clientContent" in message:
-        return bool(message["clientContent"].get("turnComplete"))
-    ri = message.get("realtimeInput", {})
-    return "toolResponse" in message or "text" in ri or "activityEnd" in ri
-
-
-class Ledger:
-    """What the logical Gemini session behind the current connection holds, across connection switches.
-
-    A logical session starts at a fresh Connect (resume=False) and goes on through every resumed Connect;
-    Gemini's state at a resume is what the handle covered, taken to be everything sent on that session
-    before the handle arrived.  Checked:
-    - a resume Connect carries the newest resumable handle of the session, a fresh one none;
-    - no audio chunk reaches the session twice (so never twice on one connection), no user turn more
-      often than the client created it, no toolResponse twice;
-    - while a connection is ready, the session holds every audio chunk the client appended, except what
-      an upstream fault discarded (the client got an error) and, on a fresh session, what had already
-      become a turn or was covered by the old session's handle (the replay from the item store stands for
-      those: committed audio carries no data to replay).
-    """
-
-    def __init__(self) -> None:
-        self.sessions = 0  # logical sessions opened (fresh Connects)
-        self.resumes = 0
-        self.history: list[Key] = []  # what the current logical session holds, in order
-        self.snapshot = 0  # len(history) when the newest handle arrived
-        self.last_trigger = 0  # len(history) after the newest generation trigger
-        self.newest: str | None = None  # the newest resumable handle of this session
-        self.owed: dict[str, None] = {}  # appended audio chunks (base64) the session must hold
-        self.created: Counter[str] = Counter()  # turns the client created (canonical JSON), an upper bound
-
-    @property
-    def covered(self) -> bool:
-        """The newest handle arrived after the newest trigger: a switch here loses no turn."""
-        return self.last_trigger <= self.snapshot
-
-    def appended(self, chunks: list[str]) -> None:
-        for chunk in chunks:
-            self.owed[chunk] = None
-
-    def handle(self, handle: str) -> None:
-        self.newest = handle
-        self.snapshot = len(self.history)
-
-    def discard(self) -> None:
-        """An upstream fault told the client its turn failed: input not yet in Gemini is gone with it."""
-        self.owed.clear()
-
-    def connect(self, connect: Connect) -> None:
-        body = connect.setup["setup"]
-        assert isinstance(body.get("sessionResumption"), dict), "every setup asks for session resumption"
-        handle = body["sessionResumption"].get("handle")
-        assert connect.resume == (handle is not None), f"resume={connect.resume} with handle {handle!r}"
-        if connect.resume:
-            assert self.newest is not None, "resumed without a resumable handle"
-            assert handle == self.newest, f"resumed with {handle!r}, the newest handle is {self.newest!r}"
-            # Gemini goes on from the handle: what was sent after it never happened for the resumed session.
-            del self.history[self.snapshot:]
-            self.last_trigger = min(self.last_trigger, self.snapshot)
-            self.resumes += 1
-            return
-        # A new logical session: it still needs the input that was neither a turn nor covered by a handle.
-        where = {key: i for i, key in enumerate(self.history)}
-        settled = max(self.snapshot, self.last_trigger)
-        self.owed = {c: None for c in self.owed if where.get(("audio", c), settled) >= settled}
-        self.history, self.snapshot, self.last_trigger, self.newest = [], 0, 0, None
-        self.sessions += 1
-
-    def sent(self, message: dict[str, Any]) -> None:
-        ri = message.get("realtimeInput", {})
-        keys: list[Key] = []
-        if "audio" in ri:
-            key = ("audio", ri["audio"]["data"])
-            assert key not in self.history, "an audio chunk reached the same Gemini session twice"
-            keys.append(key)
-        for turn in message.get("clientContent", {}).get("turns", ()):
-            key = ("turn", _canon(turn))
-            if turn.get("role") == "user":
-                n = 1 + self.history.count(key)
-                assert n <= self.created[key[1]], f"user turn sent {n} times to one Gemini session: {turn}"
-            keys.append(key)
-        if "toolResponse" in message:
-            key = ("tool", _canon(message["toolResponse"]))
-            assert key not in self.history, "a toolResponse reached the same Gemini session twice"
-            keys.append(key)
-        self.history.extend(keys)
-        if is_trigger(message):
-            self.history.append(("trigger", ""))
-            self.last_trigger = len(self.history)
-
-    def check_owed(self) -> None:
-        held = {key[1] for key in self.history if key[0] == "audio"}
-        lost = [c for c in self.owed if c not in held]
-        assert not lost, f"{len(lost)} appended audio chunk(s) never reached the ready Gemini session"
-
-
 class Checker:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -179,9 +69,6 @@ class Checker:
         self.activity_open = False  # realtimeInput.activityStart sent on this connection, activityEnd not yet
         self.speech_item: str | None = None
         self.input_transcripts: dict[str, list[str]] = {}
-        self.ledger = Ledger()
-        self.connects: list[Connect] = []
-        self._connecting = False  # the Output being checked opens a connection
 
     # ------------------------------------------------------------ per Output
 
@@ -190,20 +77,6 @@ class Checker:
         """Check one Output and return its client events (parsed).  `requested`: a response.created
         here asks Gemini for a turn (not output Gemini volunteered); `flush`: this Output answers
         setupComplete and releases the queued turns."""
-        switched = out.connect is not None and self.upstream != "none"
-        if out.connect is not None:
-            # A Connect while a connection is open is a switch (goAway, live session.update, resumable close):
-            # the shell closes the old connection first.
-            setup = out.connect.setup
-            assert set(setup) == {"setup"} and "model" not in setup["setup"]
-            validate_gemini({"setup": {**setup["setup"], "model": MODEL}})
-            self.setups.append(setup["setup"])
-            self.ledger.connect(out.connect)
-            self.connects.append(out.connect)
-            self.upstream = "setup_sent"
-            # queued_turns stay: turns requested but not yet sent are owed to whichever connection comes next
-            self.activity_open = False
-        self._connecting = out.connect is not None
         events = []
         for frame in out.client:
             assert isinstance(frame, bytes)
@@ -216,7 +89,18 @@ class Checker:
             assert self.upstream == "ready", f"upstream message before setupComplete: {message}"
             validate_gemini(message)
             turns += self._upstream_message(message)
-            self.ledger.sent(message)
+        # The shell sends these to the current connection before it opens the next one.
+        switched = out.connect is not None and self.upstream != "none"
+        if out.connect is not None:
+            # A Connect while a connection is open is a switch (goAway, live session.update, resumable close):
+            # the shell closes the old connection first.
+            setup = out.connect.setup
+            assert set(setup) == {"setup"} and "model" not in setup["setup"]
+            validate_gemini({"setup": {**setup["setup"], "model": MODEL}})
+            self.setups.append(setup["setup"])
+            self.upstream = "setup_sent"
+            self.queued_turns = 0
+            self.activity_open = False
         created = sum(1 for e in events if e["type"] == "response.created")
         if flush:
             assert turns == self.queued_turns, (turns, self.queued_turns)
@@ -228,8 +112,6 @@ class Checker:
             assert turns == (created if requested else 0), f"{created} responses, {turns} turns sent"
         assert self.active is None or self.upstream != "none", "a response is active with no upstream"
         assert not switched or self.active is None, "switched connections under an active response"
-        if self.upstream == "ready":
-            self.ledger.check_owed()
         return events
 
     def _upstream_message(self, message: dict[str, Any]) -> int:
@@ -276,10 +158,8 @@ class Checker:
         if echo is not NO_ECHO:
             assert err["event_id"] == echo, f"error.event_id {err['event_id']!r}, the frame had {echo!r}"
         if err["code"] in UPSTREAM_FAULTS:
-            self.ledger.discard()
+            self.upstream = "none"
             self.queued_turns = 0
-            if not self._connecting:  # else a resumed close: the error is the turn's, the next connection is open
-                self.upstream = "none"
 
     def _on_response_created(self, ev: dict[str, Any]) -> None:
         r = ev["response"]

@@ -52,6 +52,11 @@ def audio_ms_of(message: dict[str, Any]) -> float:
     return len(blob.get("data", "")) * 0.75 / bytes_per_ms  # base64: 4 characters for 3 bytes
 
 
+def _is_activity_signal(message: dict[str, Any]) -> bool:
+    body = message.get("realtimeInput")
+    return isinstance(body, dict) and ("activityStart" in body or "activityEnd" in body)
+
+
 class Buffer:
     """Upstream messages in order, with the audio among them bounded: past `limit_ms` of audio the
     oldest audio message is dropped (never an item, a signal or a tool answer)."""
@@ -178,6 +183,10 @@ class Resumption:
         self._connect(self.resumption_handle)
         queued = self._queued.messages
         self._queued.clear()
+        if not self._upstream_manual:
+            # The new setup detects activity itself: explicit signals would be refused (1007).
+            resend = [m for m in resend if not _is_activity_signal(m)]
+            queued = [(m, ms) for m, ms in queued if not _is_activity_signal(m)]
         for message in resend:
             self._queued.add(message, audio_ms_of(message))
         for message, ms in queued:

@@ -23,7 +23,13 @@ from relay.translate.conversation import Conversation, turn_of
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
 from relay.translate.response import ResponseBuilder
-from relay.translate.resumption import DEFAULT_SWITCH_BUFFER_MS, RESUMABLE_CLOSES, Resumption, audio_ms_of
+from relay.translate.resumption import (
+    DEFAULT_SWITCH_BUFFER_MS,
+    RESUMABLE_CLOSES,
+    Resumption,
+    _is_activity_signal,
+    audio_ms_of,
+)
 from relay.translate.setup import build_setup, upstream_modality
 from relay.translate.tools import ToolCalls, ToolState
 
@@ -182,7 +188,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
                 pass
         manual = cfg.turn_detection is None
         if self._upstream_manual is not None and manual != self._upstream_manual:
-            self._reset_input_audio()  # an open manual activity cannot go on under automatic detection
+            self._audio.activity_open = False  # an open manual activity cannot go on under automatic detection
         self._upstream_modality = upstream_modality(cfg.modalities, self._caps)
         self._upstream_manual = manual
         warnings: list[str] = []
@@ -301,6 +307,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         if msg.setup_complete is not None and self._upstream == UPSTREAM_SETUP_SENT:
             self._upstream = UPSTREAM_READY
             for message in self._queued.take():
+                if not self._upstream_manual and _is_activity_signal(message):
+                    continue  # queued under manual turns; this connection detects activity itself (1007 otherwise)
                 self._out.upstream.append(message)
                 self._sent(message)
         if msg.usage_metadata is not None:
