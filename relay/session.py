@@ -164,13 +164,13 @@ class Session:
         if previous is not None and not previous.closing:
             previous.closing = True
             if previous.socket is not None:
-                self._nursery.start_soon(self._retire, previous)
+                # The socket itself, not the link: the link's reader may be leaving (and clearing it) meanwhile.
+                self._nursery.start_soon(self._retire, previous.socket)
         link = self._link = _Link()
         self._nursery.start_soon(self._run_link, link, connect, previous)
 
-    async def _retire(self, link: _Link) -> None:
-        assert link.socket is not None
-        await link.socket.close(1000, "relay switching connections")
+    async def _retire(self, sock: MessageSocket) -> None:
+        await sock.close(1000, "relay switching connections")
 
     def _watch_reply(self) -> None:
         """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Connect
+from relay.translate.conversation import turn_of
 
 log = logging.getLogger("relay.translate")
 
@@ -52,7 +53,7 @@ def audio_ms_of(message: dict[str, Any]) -> float:
     return len(blob.get("data", "")) * 0.75 / bytes_per_ms  # base64: 4 characters for 3 bytes
 
 
-def _is_activity_signal(message: dict[str, Any]) -> bool:
+def is_activity_signal(message: dict[str, Any]) -> bool:
     body = message.get("realtimeInput")
     return isinstance(body, dict) and ("activityStart" in body or "activityEnd" in body)
 
@@ -88,8 +89,6 @@ class Buffer:
         self.messages = []
         self.audio_ms = 0.0
 
-    def __len__(self) -> int:
-        return len(self.messages)
 
 
 class Resumption:
@@ -118,8 +117,6 @@ class Resumption:
         self._context.extend(turns)
 
     def _model_reply_done(self, output: list[Any]) -> None:
-        from relay.translate.conversation import turn_of
-
         for item in output:
             turn = turn_of(item)
             if turn is not None:
@@ -185,8 +182,8 @@ class Resumption:
         self._queued.clear()
         if not self._upstream_manual:
             # The new setup detects activity itself: explicit signals would be refused (1007).
-            resend = [m for m in resend if not _is_activity_signal(m)]
-            queued = [(m, ms) for m, ms in queued if not _is_activity_signal(m)]
+            resend = [m for m in resend if not is_activity_signal(m)]
+            queued = [(m, ms) for m, ms in queued if not is_activity_signal(m)]
         for message in resend:
             self._queued.add(message, audio_ms_of(message))
         for message, ms in queued:
@@ -201,15 +198,17 @@ class Resumption:
 
     def _fresh_connection(self, why: str) -> None:
         """A new Gemini session, the conversation replayed from the local store (the fallback)."""
-        from relay.translate.conversation import turn_of
-
         log.info("opening a fresh Gemini session (%s); the conversation is replayed", why)
         self.resumption_handle = None
-        self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
+        self._pending_turns = self._replay_turns()
         self._log.clear()
         self._context.clear()
         self._uncovered = False
         self._connect(None)
+
+    def _replay_turns(self) -> list[dict[str, Any]]:
+        """The whole local conversation as Gemini turns, for a session that has none of it."""
+        return [t for t in (turn_of(i) for i in self._items) if t is not None]
 
     def resume_failed(self, why: str) -> Any:
         """The shell could not resume (handle rejected, retries spent): fall back to a fresh session."""

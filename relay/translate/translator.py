@@ -19,7 +19,7 @@ from relay.models import ModelCaps
 from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, is_ga_shaped
 from relay.translate.audio_in import AudioInput, InputAudioState
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
-from relay.translate.conversation import Conversation, turn_of
+from relay.translate.conversation import Conversation
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
 from relay.translate.response import ResponseBuilder
@@ -27,8 +27,8 @@ from relay.translate.resumption import (
     DEFAULT_SWITCH_BUFFER_MS,
     RESUMABLE_CLOSES,
     Resumption,
-    _is_activity_signal,
     audio_ms_of,
+    is_activity_signal,
 )
 from relay.translate.setup import build_setup, upstream_modality
 from relay.translate.tools import ToolCalls, ToolState
@@ -65,6 +65,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._pending_turns: list[dict[str, Any]] = []
         self._system_notes: list[str] = []
         self._compression = compression
+        self._first_response_params: dict[str, Any] | None = None  # may shape the first setup (_next_setup)
         self._init_resumption(switch_buffer_ms)
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
@@ -178,7 +179,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
     def _next_setup(self) -> dict[str, Any]:
         """The `setup` for the next connection, from the effective session; fixes the turn mode and modality."""
         cfg = self.session
-        params, self._first_response_params = getattr(self, "_first_response_params", None), None
+        params, self._first_response_params = self._first_response_params, None
         if params and not self._session_touched:
             # A client may shape the session through its first response.create alone (LiteLLM's docs do).
             cfg = attrs.evolve(cfg, kept=dict(cfg.kept))
@@ -229,7 +230,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._uncovered = False
         self._switch_reason = None
         self.resumption_handle = None
-        self._pending_turns = [t for t in (turn_of(i) for i in self._items) if t is not None]
+        self._pending_turns = self._replay_turns()
 
     # ============================================================ dialect
 
@@ -307,7 +308,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         if msg.setup_complete is not None and self._upstream == UPSTREAM_SETUP_SENT:
             self._upstream = UPSTREAM_READY
             for message in self._queued.take():
-                if not self._upstream_manual and _is_activity_signal(message):
+                if not self._upstream_manual and is_activity_signal(message):
                     continue  # queued under manual turns; this connection detects activity itself (1007 otherwise)
                 self._out.upstream.append(message)
                 self._sent(message)
