@@ -17,6 +17,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from relay.emulator import Emulator, EmulatorOptions
 from relay.emulator.context import Compression
+from relay.emulator.network import STALLED_HANDSHAKE
 from relay.emulator.wire import duration_text
 from tests.test_emulator import (
     STUDIO,
@@ -391,5 +392,27 @@ async def test_handshake_faults(start: Starter, transport: str) -> None:
     assert await raw_upgrade(port) == b""
     assert not emulator.handshake_faults
     async with session(port):  # the queue is empty: connections are accepted again
+        pass
+    assert emulator.connections == 1
+
+
+@pytest.mark.parametrize("transport", ["trio-websocket", "websockets"])
+async def test_stalled_handshake_is_never_answered(start: Starter, transport: str) -> None:
+    """handshake_faults -1: the upgrade request is read and left unanswered, its TCP connection open."""
+    emulator, port = await start(transport=transport)
+    emulator.handshake_faults.append(STALLED_HANDSHAKE)
+    request = (
+        f"GET {VERTEX} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(request.encode())
+        # Nothing comes back and nothing closes, however long a client would wait (1 s stands for that).
+        with trio.move_on_after(1) as waited:
+            await stream.receive_some()
+        assert waited.cancelled_caught
+        assert not emulator.handshake_faults  # this request took the fault
+    async with session(port):  # the queue is empty: the next upgrade is accepted
         pass
     assert emulator.connections == 1

@@ -1,7 +1,9 @@
-"""What the emulator does below the WebSocket protocol: HTTP refusals and dropped TCP connections.
+"""What the emulator does below the WebSocket protocol: HTTP refusals, dropped TCP connections and
+upgrades that are never answered.
 
-Gemini refuses upgrades with Google-shaped JSON errors, and networks drop connections without a
-close frame; the relay must survive both, so the emulator can do either on request.
+Gemini refuses upgrades with Google-shaped JSON errors, networks drop connections without a close
+frame, and an overloaded front end may take a connection and never answer it; the relay must
+survive all three, so the emulator can do each on request (``Emulator.handshake_faults``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from typing import Any
 import orjson
 import trio
 
-__all__ = ["HANDSHAKE_ERRORS", "drop_connection", "error_body", "fault_body"]
+__all__ = ["DEAD_HANDSHAKE", "HANDSHAKE_ERRORS", "STALLED_HANDSHAKE", "drop_connection", "error_body", "fault_body"]
+
+#: A ``handshake_faults`` entry that closes the TCP connection at once, without an answer.
+DEAD_HANDSHAKE = 0
+#: A ``handshake_faults`` entry that reads the upgrade request and never answers it: the TCP connection
+#: stays open (until the client gives up, or the emulator stops), so the client's connect timeout runs out.
+STALLED_HANDSHAKE = -1
 
 #: HTTP status → (google.rpc status, message), as Google's front ends answer a refused upgrade.
 HANDSHAKE_ERRORS = {

@@ -27,8 +27,10 @@ Connections and handshake faults:
   before its path or credentials are looked at; such requests are not counted as connections.
   401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 500 INTERNAL
   and 503 UNAVAILABLE get their google.rpc status and message (``network.HANDSHAKE_ERRORS``), any
-  other status the status ``UNKNOWN``. Status 0 is a dead handshake: the TCP connection that sent
-  the request is closed at once, without an answer.
+  other status the status ``UNKNOWN``. Status 0 (``network.DEAD_HANDSHAKE``) is a dead handshake:
+  the TCP connection that sent the request is closed at once, without an answer. Status -1
+  (``network.STALLED_HANDSHAKE``) is a stalled one: the request is read and never answered, and its
+  TCP connection is held open until the emulator stops, so the client's connect timeout runs out.
 
 Session behaviour:
 
@@ -209,7 +211,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from .network import drop_connection, error_body, fault_body
+from .network import DEAD_HANDSHAKE, STALLED_HANDSHAKE, drop_connection, error_body, fault_body
 from .options import DEFAULT_OPTIONS, EmulatorOptions
 from .registry import Registry
 from .seam import SeamWebSocket
@@ -232,7 +234,7 @@ class Emulator(Registry):
     What it records (``received``, ``by_connection``, ``connections``, ``live``, ``compressions``,
     the logical sessions) is described on ``Registry``. ``handshake_faults`` is a queue of HTTP
     statuses: while it is not empty, each upgrade request takes one and is refused with it (0: the
-    TCP connection is closed without an answer).
+    TCP connection is closed without an answer; -1: the request is never answered).
     """
 
     def __init__(self, options: EmulatorOptions = DEFAULT_OPTIONS) -> None:
@@ -284,8 +286,10 @@ class Emulator(Registry):
             refusal = self._refusal(endpoint, headers)
             if refusal is not None:
                 status, body = refusal
-                if status == 0:
+                if status == DEAD_HANDSHAKE:
                     await drop_connection(request)
+                elif status == STALLED_HANDSHAKE:
+                    await trio.sleep_forever()
                 else:
                     # A fresh list: trio-websocket appends its Content-Length to the one it is given.
                     await request.reject(status, extra_headers=[(b"content-type", b"application/json")], body=body)
@@ -306,8 +310,10 @@ class Emulator(Registry):
             refusal = self._refusal(endpoint, headers)
             if refusal is not None:
                 status, body = refusal
-                if status == 0:
+                if status == DEAD_HANDSHAKE:
                     await drop_connection(conn)
+                elif status == STALLED_HANDSHAKE:
+                    await trio.sleep_forever()
                 else:
                     await conn.reject(status, body)
                 return
@@ -318,10 +324,11 @@ class Emulator(Registry):
         await self._run_session(SeamWebSocket(sock), endpoint)
 
     def _refusal(self, endpoint: Endpoint | None, headers: dict[str, str]) -> tuple[int, bytes] | None:
-        """(HTTP status, body) to refuse an upgrade with (status 0: drop it unanswered), or None to accept it."""
+        """(HTTP status, body) to refuse an upgrade with (``DEAD_HANDSHAKE``: drop it unanswered,
+        ``STALLED_HANDSHAKE``: never answer it), or None to accept it."""
         if self.handshake_faults:
             status = self.handshake_faults.popleft()
-            return status, fault_body(status) if status else b""
+            return status, fault_body(status) if status > 0 else b""
         if endpoint is None:
             return 404, error_body(404, "NOT_FOUND", "Not Found")
         if not self._authorized(headers, endpoint):
