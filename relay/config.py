@@ -72,6 +72,9 @@ class Config:
     resume_buffer_seconds: float = 30.0
     # Seconds the websockets transport waits for Gemini's pong (Gemini has answered pings after 8-30 s); 0 = no pings.
     upstream_ping_timeout: float = 60.0
+    # Bytes of server events a client may leave unread (about 8 s of 24 kHz audio deltas); past it the client is
+    # closed with 1008, so a client that stopped reading cannot make the relay hold its output without limit.
+    client_send_buffer: int = 512 * 1024
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -119,6 +122,7 @@ class _GeneralSettings:
     response_timeout: Any = None  # a positive number; checked by hand (cattrs would take "60" or True)
     resume_buffer_seconds: Any = None
     upstream_ping_timeout: Any = None
+    client_send_buffer: Any = None
 
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
@@ -446,7 +450,7 @@ _TOP_KEYS = ("model_list", "general_settings")
 
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
-) -> tuple[str | None, TransportName, float, dict[str, float]]:
+) -> tuple[str | None, TransportName, float, dict[str, float | int]]:
     """(master_key, transport, response_timeout, other numbers) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
     default_timeout = attrs.fields(Config).response_timeout.default
@@ -458,7 +462,7 @@ def _general_settings(
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
         return None, DEFAULT_TRANSPORT, default_timeout, {}
-    numbers: dict[str, float] = {}
+    numbers: dict[str, float | int] = {}
     for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True)):
         value = getattr(settings, name)
         if value is None:
@@ -470,6 +474,13 @@ def _general_settings(
             errors.append(f"{path}: general_settings.{name}: must be {kind}, got {value!r}")
             continue
         numbers[name] = float(value)
+    size = settings.client_send_buffer
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 4096:
+            errors.append(f"{path}: general_settings.client_send_buffer: must be a whole number of bytes, "
+                          f"at least 4096, got {size!r}")
+        else:
+            numbers["client_send_buffer"] = size
     timeout = settings.response_timeout
     if timeout is None:
         timeout = default_timeout

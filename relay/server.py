@@ -16,6 +16,7 @@ from relay.ids import SessionIds
 from relay.models import caps_for
 from relay.session import Session
 from relay.session_config import Dialect
+from relay.stats import Stats
 from relay.translate import Translator
 from relay.transport import MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, get_transport
 from relay.upstream import Upstream
@@ -61,6 +62,7 @@ class RelayServer:
         self.config = config
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
         self.active_sessions = 0
+        self.stats = Stats()
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
         self._open_upstream = self.transport.open_connection
@@ -124,7 +126,8 @@ class RelayServer:
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
             await Session(
-                client, translator, upstream, label, self._open_upstream, self.config.response_timeout
+                client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
+                self.config.client_send_buffer, self.stats,
             ).run()
         except Exception:
             # A relay bug must not pass silently; the client sees the socket close with 1011.

@@ -1,16 +1,21 @@
-"""One client connection: a trio nursery that owns the client socket, the upstream socket and the
+"""One client connection: a trio nursery that owns the client socket, the upstream socket and four
 tasks between them, around a sans-IO `Translator`.
 
-    client ws ─► client reader ─┐                  ┌─► Gemini
-                                ├─► Translator ─► ─┤
-    Gemini ───► upstream reader ┘                  └─► client ws
+    client ws ──► client reader ──┐                    ┌──► upstream writer ──► Gemini ws
+                                  ▼                    │
+                           [ Translator ]  ── Outbox ──┤
+                                  ▲                    │
+    client ws ◄── client writer ◄─┘ (Outbox)           └─◄ upstream reader ◄── Gemini ws
 
-Two tasks read, one per socket; whichever read a frame runs the translator and writes its output to
-both sockets itself, under one FIFO lock, so outputs leave in the order the translator made them and
-a slow socket holds back the reader feeding it (TCP's buffers are the only queues).  The events of
-one translator step go out in one write.  When the client leaves, the nursery's cancel scope ends
-everything, upstream included.  An upstream that fails becomes an `error` event; the next thing
-that needs the model opens a fresh upstream (the translator replays the conversation).
+Each reader runs the translator on what it read; the translator's output goes, without waiting, into
+the outbox of the socket it is for, and each socket's writer sends its outbox in order (everything
+queued, in one write).  So one direction never waits for the other: a client that stops reading does
+not stop its microphone audio from reaching Gemini.  The outboxes are bounded in bytes: a client that
+leaves more than `client_send_buffer` unread is closed with 1008; a Gemini connection that stops
+reading is dropped as an upstream fault.  Translator steps never wait, so each direction keeps the
+translator's order.  When the client leaves, the upstream is closed and the nursery's cancel scope ends
+everything.  A switch to a new upstream connection (goAway, a reconfiguring `session.update`, a
+resumable close) closes the old one first: Gemini refuses a resume while its old socket is open.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any
 import orjson
 import trio
 
-from relay.gate import Gate
-from relay.translate import Connect, Output, Translator
-from relay.transport import HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
+from relay.outbox import Outbox
+from relay.stats import Stats
+from relay.translate import Close, Connect, Output, Translator
+from relay.transport import CLOSE_TIMEOUT, HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
 from relay.upstream import Upstream, UpstreamAuthError
 
 log = logging.getLogger("relay.session")
@@ -38,6 +44,11 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 4.0
 # Handshake answers after which the same request may well succeed.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_TIMEOUT = 60.0  # seconds of silence from Gemini while it owes output (general_settings.response_timeout)
+CLIENT_SEND_BUFFER = 512 * 1024  # bytes (general_settings.client_send_buffer)
+# Bytes of client input Gemini may leave unread: ten minutes of 16 kHz audio would not reach it.
+UPSTREAM_SEND_BUFFER = 16 * 1024 * 1024
+# Seconds a connection being closed gets to send what it holds and finish its closing handshake.
+RETIRE_TIMEOUT = 2 * CLOSE_TIMEOUT
 
 
 class _Link:
@@ -46,6 +57,8 @@ class _Link:
     def __init__(self) -> None:
         self.socket: MessageSocket | None = None
         self.closing = False
+        self.outbox = Outbox(UPSTREAM_SEND_BUFFER)
+        self.scope = trio.CancelScope()  # the whole connection, attempts and retries included
         self.done = trio.Event()  # its socket has ended: the next connection may resume the session
 
 
@@ -76,8 +89,13 @@ class Session:
         label: str,
         open_upstream: OpenConnection = open_connection,
         response_timeout: float = RESPONSE_TIMEOUT,
+        client_send_buffer: int = CLIENT_SEND_BUFFER,
+        stats: Stats | None = None,
     ) -> None:
         self._client = client
+        self._outbox = Outbox(client_send_buffer)
+        self._overflowed = False  # the client fell too far behind: it is being closed with 1008
+        self._stats = stats if stats is not None else Stats()
         self._response_timeout = response_timeout
         # The upstream reader's wait, given a deadline while Gemini owes output (see _watch_reply).
         self._reply_wait: trio.CancelScope | None = None
@@ -87,74 +105,99 @@ class Session:
         self._label = label
         self._link: _Link | None = None
         self._nursery: trio.Nursery | None = None
-        # Two tasks feed the translator; its outputs must reach the sockets in the order it made
-        # them, even when one task blocks on a slow socket mid-dispatch.
-        self._dispatching = Gate()
 
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await self._dispatch(self._t.start)
+                nursery.start_soon(self._client_writer)
+                self._route(self._t.start())
                 await self._client_reader()
-                await self._close_upstream()
+                await self._end_upstream()
                 nursery.cancel_scope.cancel()
         finally:
             if self._link is not None:
                 self._link.closing = True
+            self._stats.client_backlog_peak = max(self._stats.client_backlog_peak, self._outbox.peak)
 
-    async def _close_upstream(self) -> None:
-        """Close the upstream before cancelling the session: the close handshake needs the
-        connection's reader still running, or it waits out its whole timeout."""
+    async def _end_upstream(self) -> None:
+        """Close the upstream before cancelling the session, so that Gemini sees a clean close at once."""
         link = self._link
-        if link is None or link.socket is None or link.closing:
+        if link is None or link.closing:
             return
-        link.closing = True
-        await link.socket.close(1000, "client session ended")
+        self._retire(link, "client session ended")
+        with trio.move_on_after(RETIRE_TIMEOUT):
+            await link.done.wait()
 
-    # ------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------ routing
 
-    async def _dispatch(self, step: Callable[..., Output], *args: Any) -> None:
-        """Run one translator step and send its output.  Steps run inside the gate, so the sockets get
-        outputs in exactly the order the translator made them, whichever task made them."""
-        async with self._dispatching:
-            await self._deliver(step(*args))
-
-    async def _dispatch_all(self, step: Callable[[str | bytes], Output], frames: list[str | bytes]) -> None:
-        """Translate frames that arrived together and send what they make together: a burst of Gemini
+    def _feed(self, step: Callable[[str | bytes], Output], frames: list[str | bytes]) -> None:
+        """Translate frames that arrived together and queue what they make together: a burst of Gemini
         deltas reaches the client in one write.  Connects and closes end a batch, so their order holds."""
-        async with self._dispatching:
-            batch: Output | None = None
-            for frame in frames:
-                out = step(frame)
-                if batch is None:
-                    batch = out
-                elif batch.connect is None and batch.close is None and out.connect is None:
-                    batch.client += out.client
-                    batch.upstream += out.upstream
-                    batch.close = out.close
-                else:
-                    await self._deliver(batch)
-                    batch = out
-            if batch is not None:
-                await self._deliver(batch)
+        if len(frames) == 1:
+            self._route(step(frames[0]))
+            return
+        client: list[bytes] = []
+        upstream: list[dict[str, Any]] = []
+        for frame in frames:
+            out = step(frame)
+            client += out.client
+            upstream += out.upstream
+            if out.connect is not None or out.close is not None:
+                out.client, out.upstream, client, upstream = client, upstream, [], []
+                self._route(out)
+        if client or upstream:
+            self._route(Output(client, upstream))
 
-    async def _deliver(self, out: Output) -> None:
-        """Send one output; the gate must be held."""
-        if out.client:
-            try:
-                await self._client.send_texts(out.client)
-            except SocketClosed:
-                assert self._nursery is not None
-                self._nursery.cancel_scope.cancel()
-                return
+    def _route(self, out: Output) -> None:
+        """Queue one translator output for the sockets; never waits.  Upstream messages go before a Connect:
+        they belong to the connection the translator knew when it made them."""
+        if out.client and not self._overflowed and not self._outbox.put(out.client):
+            self._client_overflow()
         if out.upstream:
-            await self._send_upstream(out.upstream)
+            self._to_upstream(out.upstream)
         if out.connect is not None:
             self._switch_to(out.connect)
         if out.close is not None:
-            await self._client.close(out.close.code, out.close.reason)
+            self._outbox.finish(out.close)
         self._watch_reply()
+
+    def _client_overflow(self) -> None:
+        assert self._nursery is not None
+        self._overflowed = True
+        self._stats.client_send_overflows += 1
+        limit = self._outbox.limit
+        log.warning("%s client is not reading: more than %d bytes of events unsent; closing it with 1008",
+                    self._label, limit)
+        self._outbox.finish(Close(1008, f"client too slow: more than {limit} bytes of events unread"))
+        self._nursery.start_soon(self._overflow_deadline)
+
+    async def _overflow_deadline(self) -> None:
+        # The writer closes the client after its current write; a client that reads nothing never lets that
+        # write end, so the session ends without it.
+        await trio.sleep(CLOSE_TIMEOUT)
+        log.warning("%s client read nothing for %g s after its send buffer filled; dropping it",
+                    self._label, CLOSE_TIMEOUT)
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    def _to_upstream(self, messages: list[dict[str, Any]]) -> None:
+        # The translator holds messages until Gemini has answered `setup` (as the Live API asks), so what comes
+        # here is for the newest link; one that is closing has failed and the translator hears of it.
+        link = self._link
+        if link is None or link.closing:
+            return
+        if not link.outbox.put([orjson.dumps(m) for m in messages]):
+            assert self._nursery is not None
+            self._stats.upstream_send_overflows += 1
+            self._retire(link, "relay send buffer full")
+            self._nursery.start_soon(self._report_overflow, link)
+
+    async def _report_overflow(self, link: _Link) -> None:
+        text = f"Gemini stopped reading: more than {UPSTREAM_SEND_BUFFER} bytes of input unsent"
+        log.warning("%s %s; dropping the connection", self._label, text)
+        if link is self._link:
+            self._route(self._t.upstream_closed(None, text))
 
     def _switch_to(self, connect: Connect) -> None:
         """Open the next upstream connection; an open one is closed first (break-then-make: Gemini refuses
@@ -162,15 +205,18 @@ class Session:
         assert self._nursery is not None
         previous = self._link
         if previous is not None and not previous.closing:
-            previous.closing = True
-            if previous.socket is not None:
-                # The socket itself, not the link: the link's reader may be leaving (and clearing it) meanwhile.
-                self._nursery.start_soon(self._retire, previous.socket)
+            self._retire(previous, "relay switching connections")
         link = self._link = _Link()
         self._nursery.start_soon(self._run_link, link, connect, previous)
 
-    async def _retire(self, sock: MessageSocket) -> None:
-        await sock.close(1000, "relay switching connections")
+    def _retire(self, link: _Link, reason: str) -> None:
+        """Close `link`: its writer sends what it holds, then closes the socket; bounded by RETIRE_TIMEOUT."""
+        link.closing = True
+        link.outbox.finish(Close(1000, reason))
+        if link.socket is None:
+            link.scope.cancel()  # still connecting: nothing to say goodbye to
+        else:
+            link.scope.deadline = min(link.scope.deadline, trio.current_time() + RETIRE_TIMEOUT)
 
     def _watch_reply(self) -> None:
         """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.
@@ -183,26 +229,26 @@ class Session:
         elif wait.deadline == math.inf:
             wait.deadline = trio.current_time() + self._response_timeout
 
-    async def _send_upstream(self, messages: list[dict[str, Any]]) -> None:
-        # The translator holds messages until Gemini has answered `setup` (as the Live API asks), so a live
-        # link has its socket by now.
-        link = self._link
-        if link is None or link.closing or link.socket is None:
-            return  # that link died; the translator has heard of it or is about to
-        try:
-            await link.socket.send_texts([orjson.dumps(m) for m in messages])
-        except SocketClosed:
-            pass  # the link's reader hears the close and reports it
-
     # ------------------------------------------------------------ client side
 
     async def _client_reader(self) -> None:
         try:
             while True:
                 frames = await self._client.get_messages()
-                await self._dispatch_all(self._t.client_frame, frames)
+                self._feed(self._t.client_frame, frames)
         except SocketClosed as exc:
             log.info("%s client left (%s)", self._label, exc.code)
+
+    async def _client_writer(self) -> None:
+        outbox = self._outbox
+        try:
+            while (messages := await outbox.take()) is not None and not self._overflowed:
+                await self._client.send_texts(messages)
+                outbox.written(messages)
+        except SocketClosed:
+            return  # the client reader hears of it too and ends the session
+        if outbox.close is not None:
+            await self._client.close(outbox.close.code, outbox.close.reason)
 
     # ------------------------------------------------------------ upstream side
 
@@ -210,42 +256,43 @@ class Session:
         """Connect, send `setup`, wait for its answer (retrying what a retry can fix), then read until the link
         ends.  A resume that cannot succeed falls back to a fresh session through the translator."""
         try:
-            if previous is not None:
-                with trio.move_on_after(SETUP_TIMEOUT):
-                    await previous.done.wait()
-            deadline = trio.current_time() + RESUME_BUDGET
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    await self._attempt(link, connect.setup)
-                    return
-                except _Failed as failure:
-                    if link is not self._link:
+            with link.scope:
+                if previous is not None:
+                    with trio.move_on_after(SETUP_TIMEOUT):
+                        await previous.done.wait()
+                deadline = trio.current_time() + RESUME_BUDGET
+                attempt = 0
+                while True:
+                    attempt += 1
+                    try:
+                        await self._attempt(link, connect.setup)
                         return
-                    delay = backoff(attempt)
-                    retry = failure.transient and (
-                        trio.current_time() + delay < deadline if connect.resume else attempt < CONNECT_ATTEMPTS
-                    )
-                    if retry:
-                        log.info("%s upstream attempt %d failed (%s); retrying in %.1f s",
-                                 self._label, attempt, failure.message, delay)
-                        await trio.sleep(delay)
-                        continue
-                    await self._report_failure(link, connect, failure)
-                    return
+                    except _Failed as failure:
+                        if link is not self._link:
+                            return
+                        delay = backoff(attempt)
+                        retry = failure.transient and (
+                            trio.current_time() + delay < deadline if connect.resume else attempt < CONNECT_ATTEMPTS
+                        )
+                        if retry:
+                            log.info("%s upstream attempt %d failed (%s); retrying in %.1f s",
+                                     self._label, attempt, failure.message, delay)
+                            await trio.sleep(delay)
+                            continue
+                        self._report_failure(link, connect, failure)
+                        return
         finally:
             link.done.set()
 
-    async def _report_failure(self, link: _Link, connect: Connect, failure: _Failed) -> None:
+    def _report_failure(self, link: _Link, connect: Connect, failure: _Failed) -> None:
         link.closing = True
         link.done.set()  # the connection the translator asks for next must not wait for this one
         if connect.resume:
-            await self._dispatch(self._t.resume_failed, failure.message)
+            self._route(self._t.resume_failed(failure.message))
         elif failure.code is not None:
-            await self._dispatch(self._t.upstream_closed, failure.code, failure.reason)
+            self._route(self._t.upstream_closed(failure.code, failure.reason))
         else:
-            await self._dispatch(self._t.upstream_failed, failure.status, failure.message)
+            self._route(self._t.upstream_failed(failure.status, failure.message))
 
     async def _attempt(self, link: _Link, setup: dict[str, Any]) -> None:
         """One connection; raises _Failed if it ends before Gemini answered `setup`."""
@@ -259,7 +306,13 @@ class Session:
             async with self._open_upstream(target.url, list(target.headers)) as sock:
                 link.socket = sock
                 try:
-                    await self._link_reader(link, sock, setup)
+                    first = await self._setup(sock, setup)
+                    if link is self._link and not link.closing:
+                        async with trio.open_nursery() as tasks:
+                            tasks.start_soon(self._upstream_writer, link, sock)
+                            self._route(self._t.upstream_frame(first))
+                            await self._upstream_reader(link, sock)
+                            tasks.cancel_scope.cancel()
                 finally:
                     link.socket = None
                     with trio.CancelScope(shield=True):
@@ -269,7 +322,8 @@ class Session:
             transient = exc.status is None or exc.status in TRANSIENT_STATUSES
             raise _Failed(transient, exc.message, status=exc.status) from None
 
-    async def _link_reader(self, link: _Link, sock: MessageSocket, setup: dict[str, Any]) -> None:
+    async def _setup(self, sock: MessageSocket, setup: dict[str, Any]) -> str | bytes:
+        """Send `setup` and return Gemini's first answer."""
         try:
             await sock.send_texts([orjson.dumps(setup)])
             with trio.move_on_after(SETUP_TIMEOUT) as waiting:
@@ -282,11 +336,25 @@ class Session:
             raise _Failed(exc.code not in (1007, 1008), text, code=exc.code, reason=exc.reason) from None
         if waiting.cancelled_caught:
             raise _Failed(True, f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s")
-        if link is not self._link:
-            return
-        await self._dispatch(self._t.upstream_frame, frame)
+        return frame
+
+    async def _upstream_writer(self, link: _Link, sock: MessageSocket) -> None:
+        outbox = link.outbox
+        try:
+            while (messages := await outbox.take()) is not None:
+                await sock.send_texts(messages)
+                outbox.written(messages)
+        except SocketClosed:
+            return  # the link's reader hears the close and reports it
+        close = outbox.close or Close(1000, "")
+        await sock.close(close.code, close.reason)
+
+    async def _upstream_reader(self, link: _Link, sock: MessageSocket) -> None:
         try:
             while True:
+                if link.closing or link is not self._link:
+                    await sock.get_messages()
+                    continue  # the session moved on: late frames are dropped until the writer's close ends this
                 with trio.CancelScope() as wait:
                     self._reply_wait = wait
                     self._watch_reply()
@@ -294,15 +362,15 @@ class Session:
                 if self._reply_wait is wait:
                     self._reply_wait = None
                 if link.closing or link is not self._link:
-                    return  # the session moved on to another connection: late frames of this one are dropped
+                    continue
                 if wait.cancelled_caught:
                     log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
-                    link.closing = True
-                    await self._dispatch(self._t.upstream_stalled, self._response_timeout)
-                    return
-                await self._dispatch_all(self._t.upstream_frame, frames)
+                    self._retire(link, "no reply in time")
+                    self._route(self._t.upstream_stalled(self._response_timeout))
+                    continue
+                self._feed(self._t.upstream_frame, frames)
         except SocketClosed as exc:
             if not link.closing:
                 log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
                 link.closing = True
-                await self._dispatch(self._t.upstream_closed, exc.code, exc.reason)
+                self._route(self._t.upstream_closed(exc.code, exc.reason))

@@ -1,0 +1,15 @@
+"""Counters of what the relay's bounds did, one set per server; the operations endpoints publish them."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.define
+class Stats:
+    # Clients closed with 1008 because they left more than `client_send_buffer` bytes unread.
+    client_send_overflows: int = 0
+    # Upstream connections dropped because Gemini left more than UPSTREAM_SEND_BUFFER bytes unread.
+    upstream_send_overflows: int = 0
+    # The most bytes any one client's writer held at once (a bound check: at most the buffer plus one batch).
+    client_backlog_peak: int = 0
