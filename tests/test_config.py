@@ -562,3 +562,21 @@ def test_response_timeout_setting(tmp_path: Path) -> None:
             "general_settings.response_timeout: must be a positive number of seconds, got "
             + {"0": "0", "-1": "-1", "'60'": "'60'", "true": "True", ".inf": "inf"}[bad]
         )
+
+
+def test_session_bounds_settings(tmp_path: Path) -> None:
+    text = one_model("model: vertex_ai/m\n")
+    config = load(tmp_path, text)[0]
+    assert (config.client_send_buffer, config.resume_buffer_seconds, config.upstream_ping_timeout) == (
+        512 * 1024, 30.0, 60.0)
+    settings = "general_settings: {client_send_buffer: 65536, resume_buffer_seconds: 5, upstream_ping_timeout: 0}\n"
+    config = load(tmp_path, text + settings)[0]
+    assert (config.client_send_buffer, config.resume_buffer_seconds, config.upstream_ping_timeout) == (
+        65536, 5.0, 0.0)
+    for bad, shown in (("1024", "1024"), ("65536.5", "65536.5"), ("'1MiB'", "'1MiB'"), ("true", "True")):
+        assert error(tmp_path, text + f"general_settings: {{client_send_buffer: {bad}}}\n").endswith(
+            f"general_settings.client_send_buffer: must be a whole number of bytes, at least 4096, got {shown}")
+    assert error(tmp_path, text + "general_settings: {resume_buffer_seconds: 0}\n").endswith(
+        "general_settings.resume_buffer_seconds: must be a positive number of seconds, got 0")
+    assert error(tmp_path, text + "general_settings: {upstream_ping_timeout: -1}\n").endswith(
+        "general_settings.upstream_ping_timeout: must be a number of seconds (0 = off), got -1")
