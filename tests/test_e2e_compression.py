@@ -59,8 +59,9 @@ def ga_session(stack: Stack, model: str, session: dict[str, Any]) -> Iterator[Co
 
 
 def said(events: list[dict]) -> str:
-    """What the model said in a response: its text, or the transcript of its audio."""
-    kinds = ("response.output_text.delta", "response.output_audio_transcript.delta")
+    """What the model said in a response: its text, or the transcript of its audio (GA or beta events)."""
+    kinds = ("response.output_text.delta", "response.output_audio_transcript.delta", "response.text.delta",
+             "response.audio_transcript.delta")
     return "".join(e["delta"] for e in events if e["type"] in kinds)
 
 
