@@ -174,20 +174,18 @@ class Resumption:
         self._uncovered = False
         if self.resumption_handle is None:
             self._fresh_connection("no resumption handle yet")
-            for message in resend:
-                self._queued.add(message, audio_ms_of(message))
-            return
-        self._connect(self.resumption_handle)
-        queued = self._queued.messages
-        self._queued.clear()
-        if not self._upstream_manual:
-            # The new setup detects activity itself: explicit signals would be refused (1007).
-            resend = [m for m in resend if not is_activity_signal(m)]
-            queued = [(m, ms) for m, ms in queued if not is_activity_signal(m)]
-        for message in resend:
+        else:
+            self._connect(self.resumption_handle)
+        # Activity signals as the new turn mode wants them: none under automatic detection (1007 otherwise);
+        # under manual turns an activity open on our side is opened again first (its activityStart may be
+        # older than the handle, and activityEnd alone would be out of alternation).
+        first: list[dict[str, Any]] = []
+        resend = [m for m in resend if not is_activity_signal(m)]
+        if self._upstream_manual and (self._audio.activity_open or any(audio_ms_of(m) > 0 for m in resend)):
+            first.append({"realtimeInput": {"activityStart": {}}})
+            self._audio.activity_open = True
+        for message in (*first, *resend):
             self._queued.add(message, audio_ms_of(message))
-        for message, ms in queued:
-            self._queued.add(message, ms)
 
     def _connect(self, handle: str | None) -> None:
         self._upstream = UPSTREAM_SETUP_SENT
