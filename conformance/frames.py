@@ -85,6 +85,13 @@ def pcm16(ms: int) -> str:
     return base64.b64encode(samples).decode()
 
 
+def tagged_pcm16(ms: int, tag: int) -> str:
+    """`ms` of 24 kHz pcm16 whose every 100 ms chunk differs from those of other tags, base64: the ledger
+    tells appended chunks apart by their data."""
+    samples = b"".join(((i * 37 + tag * 7919) & 0xFFFF).to_bytes(2, "little") for i in range(24 * ms))
+    return base64.b64encode(samples).decode()
+
+
 def expected_dialect(data: dict[str, Any]) -> str:
     """The dialect the first client event implies when no header chose one (GA-only shapes)."""
     kind = data.get("type")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import orjson
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -18,11 +19,13 @@ from conformance import frames as fr
 from conformance import strategies as cs
 from conformance.checker import NO_ECHO, Checker
 from conformance.frames import response_side, types, with_id
+from relay.audio import InputConverter
 from relay.codec_gemini import server_message_to_dict
 from relay.events import gemini as gm
 from relay.events import openai as oa
 from relay.ids import counting_ids
 from relay.models import caps_for
+from relay.translate.conversation import turn_of
 from relay.translate.translator import Output, Translator
 
 CAPS = caps_for("gemini-2.0-flash-live-preview-04-09")
@@ -38,25 +41,77 @@ class ClientSide(RuleBasedStateMachine):
         self.swallow = False  # the next turnComplete ends an interrupted turn
         self.had_user_input = False
         self.maybe_held = False  # a response.create answered by nothing (held or queued)
+        self.appends = 0  # tags of appended audio, so that every chunk is told apart
+        self.updates = 0  # live session.updates, so that every instruction differs
+        self.touched = False  # a session.update was accepted: every setup follows the session
+        self.switch_at: int | None = None  # a switch was asked for while this many Connects had been seen
 
     # ------------------------------------------------------------ plumbing
 
-    @initialize(dialect=st.sampled_from([None, "beta", "ga"]), text_only=st.sampled_from([None, "beta", "ga"]))
-    def open(self, dialect: str | None, text_only: str | None) -> None:
-        self.t = Translator(counting_ids(), CAPS, dialect=dialect)  # type: ignore[arg-type]
+    @initialize(dialect=st.sampled_from([None, "beta", "ga"]), text_only=st.sampled_from([None, "beta", "ga"]),
+                context_update=st.booleans())
+    def open(self, dialect: str | None, text_only: str | None, context_update: bool) -> None:
+        # With context_update an instructions change goes as contextUpdate; without, it needs a switch.
+        self.caps = attrs.evolve(CAPS, context_update=context_update)
+        self.t = Translator(counting_ids(), self.caps, dialect=dialect)  # type: ignore[arg-type]
+        self.check.ledger.count_turns = self.check.ledger.unique_audio = True
         assert types(self.feed(self.t.start(), echo=NO_ECHO)) == ["session.created"]
         if text_only is not None:
             # what most text clients send first; the GA SDK's shape, or beta's
             shape = dialect or text_only
             patch = {"type": "realtime", "output_modalities": ["text"]} if shape == "ga" else {"modalities": ["text"]}
             assert types(self.client({"type": "session.update", "session": patch})) == ["session.updated"]
+            self.touched = True
 
     def feed(self, out: Output, **kw: Any) -> list[dict[str, Any]]:
         for frame in out.client:
             assert cs.THOUGHT_MARK.encode() not in frame, f"a thought part reached the client: {frame!r}"
         self.last_out = out
         kw.setdefault("echo", None)  # errors not caused by a client frame carry no event_id
-        return self.check.feed(out, self.t.dialect, **kw)
+        events = self.check.feed(out, self.t.dialect, **kw)
+        if out.connect is not None and self.touched:
+            self.check_setup(out.connect.setup["setup"])
+        return events
+
+    def session_view(self) -> dict[str, Any]:
+        """The session as the client was last told it (session.created / session.updated)."""
+        return next(e["session"] for e in reversed(self.check.events)
+                    if e["type"] in ("session.created", "session.updated"))
+
+    def turn_detection(self) -> Any:
+        session = self.session_view()
+        if "turn_detection" in session:
+            return session["turn_detection"]
+        return session.get("audio", {}).get("input", {}).get("turn_detection")
+
+    def check_setup(self, setup: dict[str, Any]) -> None:
+        """A connection opened after a session.update has the session's turn mode and instructions."""
+        aad = setup.get("realtimeInputConfig", {}).get("automaticActivityDetection", {})
+        assert (aad.get("disabled") is True) == (self.turn_detection() is None), "setup has a stale turn mode"
+        instructions = self.session_view().get("instructions")
+        if instructions:
+            text = "".join(p.get("text", "") for p in setup.get("systemInstruction", {}).get("parts", ()))
+            assert instructions in text, "setup has stale instructions"
+
+    def at_boundary(self) -> bool:
+        """The turn boundary of the brief, from the model: ready, nothing owed, every turn covered by a handle."""
+        return (self.check.upstream == "ready" and self.check.active is None and not self.discarding
+                and self.check.ledger.covered)
+
+    def asked_switch(self, connects: int, boundary: bool) -> None:
+        """Bookkeeping after an input that asks for a switch (`connects`, `boundary`: as before that input)."""
+        if len(self.check.connects) > connects:
+            assert boundary, "switched connections before a turn boundary"
+            self.switch_at = None
+        else:
+            assert not boundary, "a switch asked for at a turn boundary did not happen at once"
+            self.switch_at = len(self.check.connects)
+
+    @invariant()
+    def switch_at_first_boundary(self) -> None:
+        if self.switch_at is not None and (self.check.upstream == "none" or len(self.check.connects) > self.switch_at):
+            self.switch_at = None  # switched, or an upstream fault dropped the connection (and the switch)
+        assert self.switch_at is None or not self.at_boundary(), "a turn boundary passed without the asked switch"
 
     def client(self, event: dict[str, Any] | bytes) -> list[dict[str, Any]]:
         frame = event if isinstance(event, bytes) else orjson.dumps(event)
@@ -76,6 +131,10 @@ class ClientSide(RuleBasedStateMachine):
         return self.feed(out, echo=echo if isinstance(echo, str) else None)
 
     def upstream(self, message: gm.ServerMessage | bytes, **kw: Any) -> list[dict[str, Any]]:
+        if isinstance(message, gm.ServerMessage) and self.check.upstream == "ready":
+            upd = message.session_resumption_update
+            if upd is not None and upd.resumable and upd.new_handle:
+                self.check.ledger.handle(upd.new_handle)  # before the Output: a switch may ride on it
         frame = message if isinstance(message, bytes) else orjson.dumps(server_message_to_dict(message))
         return self.feed(self.t.upstream_frame(frame), **kw)
 
@@ -97,9 +156,45 @@ class ClientSide(RuleBasedStateMachine):
         events = self.client(with_id({"type": "session.update", "session": patch}, eid))
         assert types(events) == ["session.updated"]
         fr.assert_echoed(patch, events[0]["session"])  # session.updated carries every field just set
+        assert "notice" not in events[0] and "notice" not in events[0]["session"]
+        self.touched = True
+
+    @precondition(lambda self: self.check.upstream != "none")
+    @rule(what=st.sampled_from(["instructions", "turn_detection", "voice"]), data=st.data())
+    def live_session_update(self, what: str, data: st.DataObject) -> None:
+        """A session.update after setup: contextUpdate where the model takes it, else a switch at a boundary."""
+        self.updates += 1
+        ga = self.t.dialect == "ga"
+        if what == "instructions":
+            value: Any = f"Answer in {self.updates} words."
+            patch: dict[str, Any] = {"instructions": value}
+        elif what == "turn_detection":
+            value = {"type": "server_vad"} if self.turn_detection() is None else None
+            patch = {"audio": {"input": {"turn_detection": value}}} if ga else {"turn_detection": value}
+        else:
+            session = self.session_view()
+            now = session.get("voice", session.get("audio", {}).get("output", {}).get("voice"))
+            value = data.draw(st.sampled_from([v for v in cs.VOICES if v != now]))
+            patch = {"audio": {"output": {"voice": value}}} if ga else {"voice": value}
+        if ga:
+            patch["type"] = "realtime"
+        connects, boundary, ready = len(self.check.connects), self.at_boundary(), self.check.upstream == "ready"
+        events = self.client({"type": "session.update", "session": patch})
+        assert types(events) == ["session.updated"] and "notice" not in events[0]
+        self.touched = True
+        updates = [m["contextUpdate"] for m in self.last_out.upstream if "contextUpdate" in m]
+        if what == "instructions" and self.caps.context_update:
+            assert len(self.check.connects) == connects, "contextUpdate needs no switch"
+            assert [value in orjson.dumps(u).decode() for u in updates] == ([True] if ready else [])
+            return
+        assert not updates, "only instructions and tools go as contextUpdate"
+        if what != "voice":  # a voice may not reach the setup at all (a text session)
+            self.asked_switch(connects, boundary)
 
     def create_item(self, item: oa.Item, eid: str | None) -> list[dict[str, Any]]:
         duplicate = item.id is not None and item.id in self.check.items
+        if not duplicate:
+            self.created(item)  # before the frame: its turn may leave for Gemini in this very Output
         events = self.client(cs.to_wire(oa.ConversationItemCreate(item=item, event_id=eid)))
         if duplicate:
             assert types(events) == ["error"] and events[0]["error"]["code"] == "duplicate_item_id"
@@ -111,6 +206,11 @@ class ClientSide(RuleBasedStateMachine):
         assert item.id is None or created["id"] == item.id
         assert [p.get("text") for p in created["content"]] == [p.text for p in item.content or ()]
         return events[n:]
+
+    def created(self, item: oa.Item) -> None:
+        turn = turn_of(item)
+        if turn is not None:
+            self.check.ledger.created[orjson.dumps(turn, option=orjson.OPT_SORT_KEYS).decode()] += 1
 
     @rule(item=cs.message_items("user"), eid=cs.event_ids)
     def user_item(self, item: oa.Item, eid: str | None) -> None:
@@ -137,6 +237,7 @@ class ClientSide(RuleBasedStateMachine):
     @rule(text=cs.texts, eid=cs.event_ids)
     def input_text(self, text: str, eid: str | None) -> None:
         active, was_ready = self.check.active, self.check.upstream == "ready"
+        self.created(oa.Item(type="message", role="user", content=[oa.ContentPart(type="input_text", text=text)]))
         events = self.client(with_id({"type": "input_text", "text": text}, eid))
         n = len(self.item_events())
         assert types(events[:n]) == self.item_events()
@@ -247,8 +348,12 @@ class ClientSide(RuleBasedStateMachine):
 
     @rule(ms=st.sampled_from([0, 10, 60, 150]), eid=cs.event_ids)
     def audio_append(self, ms: int, eid: str | None) -> None:
-        events = self.client(with_id({"type": "input_audio_buffer.append", "audio": fr.pcm16(ms)}, eid))
+        self.appends += 1
+        audio = fr.tagged_pcm16(ms, self.appends)
+        chunks = InputConverter(self.t.session.input_audio_format).convert(audio)
+        events = self.client(with_id({"type": "input_audio_buffer.append", "audio": audio}, eid))
         assert events == [], "append has no acknowledgement"
+        self.check.ledger.appended(chunks)
 
     @rule(op=st.sampled_from(["commit", "clear"]), eid=cs.event_ids)
     def audio_buffer(self, op: str, eid: str | None) -> None:
