@@ -171,16 +171,6 @@ class Ledger:
         assert not lost, f"{len(lost)} appended audio chunk(s) never reached the ready Gemini session"
 
 
-def sdk_shaped(message: dict[str, Any]) -> dict[str, Any]:
-    """`message`, with the one known schema bug patched so the state machine can go on past it: the translator
-    sends `contextUpdate.tools` as a bare list, the SDK's LiveClientContextUpdate wraps it in `{"tools": [...]}`
-    (test_resumption.py holds the strict xfail)."""
-    update = message.get("contextUpdate")
-    if isinstance(update, dict) and isinstance(update.get("tools"), list):
-        return {"contextUpdate": {**update, "tools": {"tools": update["tools"]}}}
-    return message
-
-
 class Checker:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -217,7 +207,7 @@ class Checker:
         turns = 0
         for message in out.upstream:
             assert self.upstream == "ready", f"upstream message before setupComplete: {message}"
-            validate_gemini(sdk_shaped(message))
+            validate_gemini(message)
             turns += self._upstream_message(message)
             self.ledger.sent(message)
         # The shell sends these to the current connection before it opens the next one.  A switch leaves a ready

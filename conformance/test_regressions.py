@@ -294,4 +294,3 @@ def test_speech_announced_before_an_upstream_fault_is_not_announced_twice() -> N
     s.send({"type": "input_audio_buffer.append", "audio": pcm16(10)})
     s.gemini({"setupComplete": {}})
     assert "input_audio_buffer.speech_started" not in types(s.gemini({"serverContent": {"interrupted": True}}))
-

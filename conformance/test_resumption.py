@@ -174,17 +174,21 @@ def test_open_manual_activity_is_opened_again_after_a_switch() -> None:
 # ---------------------------------------------------------------- bugs found (strict xfails)
 
 
-@pytest.mark.xfail(strict=True, reason="contextUpdate.tools is a bare list; the SDK's LiveClientContextUpdate "
-                   "wants {'tools': [...]} (LiveClientContextUpdateTools)")
 def test_context_update_with_tools_is_a_valid_live_client_message() -> None:
+    """contextUpdate.tools used to be a bare list; the SDK's LiveClientContextUpdate wants
+    {"tools": {"tools": [...]}} (LiveClientContextUpdateTools)."""
     t = Translator(counting_ids(), attrs.evolve(caps_for(TEXT_MODEL), context_update=True), dialect="beta")
     t.client_frame(b'{"type": "input_text", "text": "hi"}')
     t.upstream_frame(b'{"setupComplete": {}}')
     tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
     out = t.client_frame(orjson.dumps({"type": "session.update", "session": {"tools": [tool]}}))
-    assert [m for m in out.upstream if "contextUpdate" in m]
+    updates = [m["contextUpdate"] for m in out.upstream if "contextUpdate" in m]
+    assert [u["tools"]["tools"][0]["functionDeclarations"][0]["name"] for u in updates] == ["f"]
     for message in out.upstream:
         validate_gemini(message)
+    out = t.client_frame(orjson.dumps({"type": "session.update", "session": {"tools": []}}))
+    assert out.upstream == [{"contextUpdate": {"tools": {"tools": []}}}]  # removing every tool
+    validate_gemini(out.upstream[0])
 
 
 @pytest.mark.xfail(strict=True, reason="a resume between turns does not resend the audio of a turn taken after "

@@ -282,7 +282,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
             if "systemInstruction" in differ:
                 update["systemInstruction"] = after.get("systemInstruction") or {"role": "user", "parts": []}
             if "tools" in differ:
-                update["tools"] = after.get("tools") or []
+                # LiveClientContextUpdate wraps the list: {"tools": {"tools": [...]}} (a bare list is refused).
+                update["tools"] = {"tools": after.get("tools") or []}
             log.info("session.update changes %s: sent as contextUpdate", changed)
             self._send_upstream({"contextUpdate": update})
             return
