@@ -69,8 +69,10 @@ class ClientSide(RuleBasedStateMachine):
         self.last_out = out
         kw.setdefault("echo", None)  # errors not caused by a client frame carry no event_id
         events = self.check.feed(out, self.t.dialect, **kw)
-        if out.connect is not None and self.touched:
-            self.check_setup(out.connect.setup["setup"])
+        if out.connect is not None:
+            self.swallow = False  # an interrupted turn's turnComplete never comes on another connection
+            if self.touched:
+                self.check_setup(out.connect.setup["setup"])
         return events
 
     def session_view(self) -> dict[str, Any]:

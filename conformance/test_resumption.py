@@ -205,9 +205,9 @@ def test_audio_turn_after_the_newest_handle_survives_a_resumable_close_between_t
     s.gemini({"setupComplete": {}})  # the Ledger: the appended chunks never reach the resumed session
 
 
-@pytest.mark.xfail(strict=True, reason="_swallow_turn_complete survives the connection switch: the first bare "
-                   "turnComplete on the resumed connection is taken for the interrupted turn's")
 def test_interrupted_turn_then_resumable_close_does_not_swallow_the_next_turn_complete() -> None:
+    """_swallow_turn_complete used to survive the connection switch: the first bare turnComplete on the resumed
+    connection was taken for the interrupted turn's."""
     s = Resuming()
     s.first_turn("h1")
     s.send({"type": "input_text", "text": "two"})
@@ -218,6 +218,18 @@ def test_interrupted_turn_then_resumable_close_does_not_swallow_the_next_turn_co
     s.send({"type": "input_text", "text": "three"})
     events = s.turn_complete(turnCompleteReason="PROHIBITED_INPUT_CONTENT")  # a turn with no output
     assert types(events) == ["response.done"]
+
+
+def test_interrupted_turn_then_upstream_fault_does_not_swallow_the_next_turn_complete() -> None:
+    s = Resuming()
+    s.first_turn("h1")
+    s.send({"type": "input_text", "text": "two"})
+    s.say("b")
+    s.gemini({"serverContent": {"interrupted": True}})
+    assert types(s.closed(1008)) == ["error"]
+    s.send({"type": "input_text", "text": "three"})  # a fresh session
+    s.gemini({"setupComplete": {}})
+    assert types(s.turn_complete(turnCompleteReason="PROHIBITED_INPUT_CONTENT")) == ["response.done"]
 
 
 @pytest.mark.xfail(strict=True, reason="after response.cancel (no response active, the cancelled turn still "

@@ -189,6 +189,8 @@ class Resumption:
 
     def _connect(self, handle: str | None) -> None:
         self._upstream = UPSTREAM_SETUP_SENT
+        # A turnComplete owed by an interrupted turn of the old connection never comes on this one.
+        self._swallow_turn_complete = False
         setup = self._next_setup()
         if handle is not None:
             setup["setup"]["sessionResumption"]["handle"] = handle
