@@ -294,3 +294,17 @@ def test_speech_announced_before_an_upstream_fault_is_not_announced_twice() -> N
     s.send({"type": "input_audio_buffer.append", "audio": pcm16(10)})
     s.gemini({"setupComplete": {}})
     assert "input_audio_buffer.speech_started" not in types(s.gemini({"serverContent": {"interrupted": True}}))
+
+
+def test_response_create_held_for_input_is_answered_by_a_committed_audio_item() -> None:
+    """Found by the state machine: a response.create held before any input stayed held across an
+    input_audio_buffer.commit (which counted as user input) and was released by the next user item, a
+    response.created the client had no reason to expect there."""
+    s = Session("beta")
+    assert s.send({"type": "response.create"}) == []  # held: nothing to answer yet
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(120)})
+    events = s.send({"type": "input_audio_buffer.commit"})
+    assert types(events)[0] == "input_audio_buffer.committed" and types(events)[-1] == "response.created"
+    assert "response.created" not in types(s.send(user("hello")))
+    s.gemini({"setupComplete": {}})
+    assert s.out.upstream[-1] == {"clientContent": {"turnComplete": True}}  # answers the streamed audio

@@ -80,6 +80,9 @@ class AudioInput:
             )
         # Under VAD Gemini decides turns itself: a commit only closes the item on our side.
         self._commit_audio_item()
+        # The committed item is user input: a response.create held for the first input is answered now, as if
+        # it came after the commit (a later item would release it while the client thinks it long answered).
+        self._user_input()
 
     def _on_InputAudioBufferClear(self, ev: oa.InputAudioBufferClear) -> None:
         a = self._audio
