@@ -25,6 +25,7 @@ from typing import Any
 
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Connect
 from relay.translate.conversation import turn_of
+from relay.translate.tools import ToolState
 
 log = logging.getLogger("relay.translate")
 
@@ -232,33 +233,35 @@ class Resumption:
 
     def _resume_after_close(self, code: int | None, reason: str) -> None:
         """Gemini closed a resumable connection we did not mean to end: reconnect with the handle at once."""
-        in_flight = self.awaiting_model or (self._response is not None and not self._response.finished)
+        # A cancelled turn still streaming (`_discarding`) is no response of the client's: its end is simply
+        # never seen, and a response.create queued behind it goes to the next connection.
+        in_flight = self._response is not None and not self._response.finished
         tool_turn = bool(self._tools.turn_calls) or self._tools.awaiting_continuation
+        queued_request, self._queued_request = self._queued_request, None
+        self._discarding = False
         if in_flight:
             kind, text = "server_error", f"Gemini closed the connection ({code})" + (f": {reason}" if reason else ".")
             text += " The relay resumed the session; this response could not continue."
             self._error("upstream_closed", text, kind=kind)
-            if self._response is not None and not self._response.finished:
-                self._response.finish("failed", None, error={"type": kind, "code": "upstream_closed", "message": text})
+            self._response.finish("failed", None, error={"type": kind, "code": "upstream_closed", "message": text})
             self._response = None
-            self._discarding = False
-            self._queued_request = None
+            queued_request = None
         else:
             log.info("upstream closed (%s %s) between turns: resuming", code, reason)
         self._switch_reason = None
         if tool_turn:
             # Calls of the dead connection can no longer be answered there; the local store has them.
-            from relay.translate.tools import ToolState
-
             self._tools = ToolState()
             self._reset_input_audio()
             self.switches += 1
             self._fresh_connection("a tool turn was open when the connection closed")
-            return
-        context = self._context if self._uncovered or in_flight else []
-        resend = [] if in_flight else self._log.take()
-        self._log.clear()
-        if in_flight:
-            self._reset_input_audio()
-        self._pending_turns = [*context, *self._pending_turns]
-        self._open_next(resend)
+        else:
+            context = self._context if self._uncovered or in_flight else []
+            resend = [] if in_flight else self._log.take()
+            self._log.clear()
+            if in_flight:
+                self._reset_input_audio()
+            self._pending_turns = [*context, *self._pending_turns]
+            self._open_next(resend)
+        if queued_request is not None:
+            self._request_response(queued_request)
