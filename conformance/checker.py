@@ -77,7 +77,9 @@ class Ledger:
 
     A logical session starts at a fresh Connect (resume=False) and goes on through every resumed Connect;
     Gemini's state at a resume is what the handle covered, taken to be everything sent on that session
-    before the handle arrived.  Checked:
+    before the handle arrived.  Audio reaches a session as realtime input or, once it became a turn, as
+    the inlineData parts of a user turn (`clientContent`, the context a resumed session is given again).
+    Checked:
     - a resume Connect carries the newest resumable handle of the session, a fresh one none;
     - no audio chunk reaches the session twice (so never twice on one connection), no user turn more
       often than the client created it, no toolResponse twice;
@@ -95,12 +97,13 @@ class Ledger:
         self.last_trigger = 0  # len(history) after the newest generation trigger
         self.newest: str | None = None  # the newest resumable handle of this session
         self.owed: dict[str, None] = {}  # appended audio chunks (base64) the session must hold
+        self.appended_ever: set[str] = set()  # every appended chunk, to tell the client's audio in a turn
+        # Chunks that became a turn in this logical session.  A resume takes them out of `history` (the resumed
+        # session must be given them again), but a fresh session still owes none of them.
+        self.turned: set[str] = set()
         self.created: Counter[str] = Counter()  # turns the client created (canonical JSON), an upper bound
         self.count_turns = False  # the driver reports created turns (`created`): user turns are bounded
         self.unique_audio = False  # the driver appends audio whose chunks all differ (frames.tagged_pcm16)
-        # Known bug (strict xfail in test_resumption.py): a resume between turns does not send again the audio
-        # of a turn taken after the newest handle.  True lets the state machine go on past it.
-        self.tolerate_audio_turn_loss = True
 
     @property
     def covered(self) -> bool:
@@ -110,6 +113,7 @@ class Ledger:
     def appended(self, chunks: list[str]) -> None:
         for chunk in chunks:
             self.owed[chunk] = None
+            self.appended_ever.add(chunk)
 
     def handle(self, handle: str) -> None:
         self.newest = handle
@@ -127,10 +131,6 @@ class Ledger:
         if connect.resume:
             assert self.newest is not None, "resumed without a resumable handle"
             assert handle == self.newest, f"resumed with {handle!r}, the newest handle is {self.newest!r}"
-            if self.tolerate_audio_turn_loss:
-                where = {key: i for i, key in enumerate(self.history)}
-                lost = range(self.snapshot, self.last_trigger)
-                self.owed = {c: None for c in self.owed if where.get(("audio", c), -1) not in lost}
             # Gemini goes on from the handle: what was sent after it never happened for the resumed session.
             del self.history[self.snapshot:]
             self.last_trigger = min(self.last_trigger, self.snapshot)
@@ -139,18 +139,35 @@ class Ledger:
         # A new logical session: it still needs the input that was neither a turn nor covered by a handle.
         where = {key: i for i, key in enumerate(self.history)}
         settled = max(self.snapshot, self.last_trigger)
-        self.owed = {c: None for c in self.owed if where.get(("audio", c), settled) >= settled}
+        self.owed = {c: None for c in self.owed
+                     if c not in self.turned and where.get(("audio", c), settled) >= settled}
         self.history, self.snapshot, self.last_trigger, self.newest = [], 0, 0, None
+        self.turned = set()
         self.sessions += 1
+
+    def _audio(self, chunk: str) -> Key:
+        key = ("audio", chunk)
+        assert not self.unique_audio or key not in self.history, "an audio chunk reached one Gemini session twice"
+        return key
+
+    def _audio_turn(self, turn: dict[str, Any]) -> list[str] | None:
+        """The chunks of a user turn made of the client's appended audio (inlineData parts), else None."""
+        parts = turn.get("parts") or ()
+        if turn.get("role") != "user" or not parts:
+            return None
+        chunks = [p.get("inlineData", {}).get("data") for p in parts]
+        return chunks if all(c in self.appended_ever for c in chunks) else None
 
     def sent(self, message: dict[str, Any]) -> None:
         ri = message.get("realtimeInput", {})
         keys: list[Key] = []
         if "audio" in ri:
-            key = ("audio", ri["audio"]["data"])
-            assert not self.unique_audio or key not in self.history, "an audio chunk reached one Gemini session twice"
-            keys.append(key)
+            keys.append(self._audio(ri["audio"]["data"]))
         for turn in message.get("clientContent", {}).get("turns", ()):
+            chunks = self._audio_turn(turn)
+            if chunks is not None:
+                keys += [self._audio(c) for c in chunks]
+                continue
             key = ("turn", _canon(turn))
             if turn.get("role") == "user" and self.count_turns:
                 n = 1 + self.history.count(key)
@@ -164,6 +181,7 @@ class Ledger:
         if is_trigger(message):
             self.history.append(("trigger", ""))
             self.last_trigger = len(self.history)
+            self.turned.update(key[1] for key in self.history if key[0] == "audio")
 
     def check_owed(self) -> None:
         held = {key[1] for key in self.history if key[0] == "audio"}

@@ -1,6 +1,7 @@
 """Sessions across Gemini connections (relay/translate/resumption.py): explicit sequences the state machine
-reaches rarely, and the bugs it found (strict xfails).  Every Output goes through `Checker`, whose `Ledger`
-checks handles, lost and repeated input, and silence between a Connect and its setupComplete.
+reaches rarely, and regressions for the bugs found here and by the state machine.  Every Output goes through
+`Checker`, whose `Ledger` checks handles, lost and repeated input, and silence between a Connect and its
+setupComplete.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class Resuming(Session):
         self.t = Translator(counting_ids(), attrs.evolve(caps_for(TEXT_MODEL), context_update=context_update),
                             dialect="beta")
         self.check = Checker()
-        self.check.ledger.tolerate_audio_turn_loss = False
         self.check.ledger.unique_audio = True
         self.events = self.check.feed(self.t.start(), "beta", echo=NO_ECHO)
         self.send({"type": "session.update", "session": {"modalities": ["text"]}})
@@ -105,9 +105,12 @@ def test_resumable_close_mid_turn_fails_the_response_and_the_turn_comes_once_mor
     assert events[-1]["type"] == "response.done" and events[-1]["response"]["status"] == "failed"
     assert s.out.connect.resume and s.out.connect.setup["setup"]["sessionResumption"] == {"handle": "h1"}
     s.gemini({"setupComplete": {}})
+    # The failed turn comes first, as context without turnComplete (the resumed model must not answer it).
+    assert s.out.upstream == [{"clientContent": {"turns": [{"role": "user", "parts": [{"text": "two"}]}],
+                                                 "turnComplete": False}}]
     s.send({"type": "input_text", "text": "three"})
     turns = s.out.upstream[-1]["clientContent"]["turns"]
-    assert [t["parts"][0]["text"] for t in turns] == ["two", "three"]
+    assert [t["parts"][0]["text"] for t in turns] == ["three"]
 
 
 @pytest.mark.parametrize("code", [1007, 1008])
@@ -171,7 +174,7 @@ def test_open_manual_activity_is_opened_again_after_a_switch() -> None:
     assert s.out.upstream[-1] == {"realtimeInput": {"activityEnd": {}}}
 
 
-# ---------------------------------------------------------------- bugs found (strict xfails)
+# ---------------------------------------------------------------- regressions
 
 
 def test_context_update_with_tools_is_a_valid_live_client_message() -> None:
@@ -191,18 +194,32 @@ def test_context_update_with_tools_is_a_valid_live_client_message() -> None:
     validate_gemini(out.upstream[0])
 
 
-@pytest.mark.xfail(strict=True, reason="a resume between turns does not resend the audio of a turn taken after "
-                   "the newest handle: the resumed model gets its reply as context but not the user's speech")
 @pytest.mark.parametrize("manual", [True, False])
 def test_audio_turn_after_the_newest_handle_survives_a_resumable_close_between_turns(manual: bool) -> None:
+    """The trigger used to clear the resend log without the audio entering the context: a resume between turns
+    gave the resumed model its reply as context but never the user's speech.  It comes back as context now (as
+    live audio again it would be answered twice), before the model's reply."""
     s = Resuming(manual=manual)
     s.first_turn("h1")
-    s.append()
+    audio = s.append()
     s.send({"type": "response.create"})  # activityEnd (manual) or clientContent turnComplete (VAD)
     s.say("c")
     s.turn_complete()
     assert s.closed(1000) == [] and s.out.connect.resume  # no handle after this turn yet: resumed with h1
-    s.gemini({"setupComplete": {}})  # the Ledger: the appended chunks never reach the resumed session
+    s.gemini({"setupComplete": {}})  # the Ledger: every appended chunk reaches the resumed session, once
+    converter = InputConverter("pcm16")
+    parts = [{"inlineData": {"mimeType": converter.mime_type, "data": c}} for c in converter.convert(audio)]
+    assert s.out.upstream == [{"clientContent": {"turnComplete": False, "turns": [
+        {"role": "user", "parts": parts},
+        {"role": "model", "parts": [{"text": "c"}]},
+    ]}}]
+    # Closed again before any handle: the same context once more, and the next turn works.
+    assert s.closed(1000) == [] and s.out.connect.resume
+    s.gemini({"setupComplete": {}})
+    assert [m["clientContent"]["turnComplete"] for m in s.out.upstream] == [False]
+    s.send({"type": "input_text", "text": "two"})
+    s.say("d")
+    assert types(s.turn_complete())[-1] == "response.done"
 
 
 def test_interrupted_turn_then_resumable_close_does_not_swallow_the_next_turn_complete() -> None:

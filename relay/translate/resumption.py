@@ -9,13 +9,14 @@ a turn boundary, where nothing is owed and the newest handle covers every turn s
 the shell to close the connection and open the next one with that handle (break-then-make: Gemini
 refuses a resume while the old socket is open).  A connection that dies first is resumed at once.
 
-What the handle does not cover is tracked here:
-- `log`: realtime input (audio, activity signals) sent since the newest handle; a clean switch sends
-  it again, so speech that was not yet a turn is not lost.
-- `context`: the user and model turns sent or received since the newest handle; after an unplanned
-  close mid-turn they join the next turn as context, so the resumed model does not lose them and
-  gets none of them twice.
-Both are bounded; what a bound drops is counted and logged.
+What the handle does not cover is tracked here, and given to every connection that resumes it:
+- `log`: realtime input (audio, activity signals) sent since the newest handle that is not yet a turn;
+  it is sent again as realtime input, so speech that was not yet a turn is not lost.
+- `context`: the user and model turns sent or received since the newest handle, the user's audio
+  among them once it became a turn (as inlineData parts: sent as live audio again, it would be
+  answered twice); it is sent again at once, as `clientContent` without `turnComplete`, so the
+  resumed model neither loses them nor gets any of them twice.
+The audio in both is bounded; what a bound drops is counted and logged.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ def audio_ms_of(message: dict[str, Any]) -> float:
     body = message.get("realtimeInput")
     if not isinstance(body, dict) or "audio" not in body:
         return 0.0
-    blob = body["audio"]
+    return blob_ms(body["audio"])
+
+
+def blob_ms(blob: dict[str, Any]) -> float:
+    """Milliseconds of 16-bit mono PCM in a Gemini blob (`mimeType`, base64 `data`)."""
     _, _, rate = blob.get("mimeType", "").partition("rate=")
     bytes_per_ms = int(rate) * 2 / 1000 if rate.isdigit() else 32.0
     return len(blob.get("data", "")) * 0.75 / bytes_per_ms  # base64: 4 characters for 3 bytes
@@ -57,6 +62,10 @@ def audio_ms_of(message: dict[str, Any]) -> float:
 def is_activity_signal(message: dict[str, Any]) -> bool:
     body = message.get("realtimeInput")
     return isinstance(body, dict) and ("activityStart" in body or "activityEnd" in body)
+
+
+def _audio_turn_ms(turn: dict[str, Any]) -> float:
+    return sum(blob_ms(p["inlineData"]) for p in turn["parts"] if "inlineData" in p)
 
 
 class Buffer:
@@ -91,15 +100,15 @@ class Buffer:
         self.audio_ms = 0.0
 
 
-
 class Resumption:
     """Mixin of `Translator`: handles, planned switches and resumed connections."""
 
     def _init_resumption(self, switch_buffer_ms: float) -> None:
         self.resumption_handle: str | None = None
-        self._log = Buffer(switch_buffer_ms)  # realtime input since the newest handle
+        self._log = Buffer(switch_buffer_ms)  # realtime input since the newest handle, not yet a turn
         self._queued = Buffer(switch_buffer_ms)  # made while no connection was ready
         self._context: list[dict[str, Any]] = []  # turns since the newest handle
+        self._context_audio_ms = 0.0  # of the user audio turns in `_context`
         self._uncovered = False  # a trigger was sent that no handle covers yet
         self._switch_reason: str | None = None  # a planned switch waits for a turn boundary
         self.switches = 0  # connections after the first, resumed or fresh (for logs and tests)
@@ -110,18 +119,35 @@ class Resumption:
         """Bookkeeping for a message that leaves for Gemini now (or when the connection is ready)."""
         if is_trigger(message):
             self._uncovered = True
-            self._log.clear()  # the input became a turn; the handle after it will cover it
+            # Under manual turns only activityEnd closes the spoken turn; a toolResponse inside an open
+            # activity leaves its audio live (and in the log).
+            if not self._upstream_manual or is_activity_signal(message):
+                self._audio_became_turn()
         elif "realtimeInput" in message:
             self._log.add(message, audio_ms_of(message))
 
+    def _audio_became_turn(self) -> None:
+        """The audio in the log is now a user turn Gemini answers: from here on it is context (sent as
+        realtime input again, the resumed model would hear it as new speech and answer it twice)."""
+        parts = [{"inlineData": dict(m["realtimeInput"]["audio"])} for m in self._log.take() if audio_ms_of(m) > 0]
+        if parts:
+            self._context_turns([{"role": "user", "parts": parts}])
+
     def _context_turns(self, turns: list[dict[str, Any]]) -> None:
         self._context.extend(turns)
+        self._context_audio_ms += sum(_audio_turn_ms(t) for t in turns)
+        limit = self._log.limit_ms
+        while self._context_audio_ms > limit:
+            index = next(i for i, t in enumerate(self._context) if _audio_turn_ms(t) > 0)
+            self._context_audio_ms -= _audio_turn_ms(self._context.pop(index))
+            log.warning("resumption context holds over %.0f ms of user audio: its oldest audio turn dropped", limit)
+
+    def _clear_context(self) -> None:
+        self._context = []
+        self._context_audio_ms = 0.0
 
     def _model_reply_done(self, output: list[Any]) -> None:
-        for item in output:
-            turn = turn_of(item)
-            if turn is not None:
-                self._context.append(turn)
+        self._context_turns([t for t in (turn_of(item) for item in output) if t is not None])
 
     # ------------------------------------------------------------ what Gemini says
 
@@ -132,7 +158,7 @@ class Resumption:
         self.resumption_handle = handle
         if self._upstream == UPSTREAM_READY:
             self._log.clear()
-            self._context.clear()
+            self._clear_context()
             self._uncovered = False
 
     def _go_away(self, time_left: str | None) -> None:
@@ -163,24 +189,27 @@ class Resumption:
         reason, self._switch_reason = self._switch_reason, None
         log.info("switching the upstream connection (%s)", reason)
         # Input made in this same step has not left yet: it goes to the next connection instead (realtime
-        # input is in the log already).
-        unsent = [m for m in self._out.upstream if "realtimeInput" not in m]
+        # input is in the log already, turns are in the context).
+        unsent = [m for m in self._out.upstream if "realtimeInput" not in m and "clientContent" not in m]
         self._out.upstream = []
         self._open_next([*self._log.take(), *unsent])
 
     def _open_next(self, resend: list[dict[str, Any]]) -> None:
-        """Ask the shell for the next connection: resumed with the newest handle when there is one."""
+        """Ask the shell for the next connection: resumed with the newest handle when there is one, given
+        first what that handle does not cover (the context, then `resend`, realtime input not yet a turn)."""
         self.switches += 1
-        self._context.clear()
         self._uncovered = False
+        first: list[dict[str, Any]] = []
         if self.resumption_handle is None:
-            self._fresh_connection("no resumption handle yet")
+            self._fresh_connection("no resumption handle yet")  # its replay holds every turn
         else:
             self._connect(self.resumption_handle)
+            if self._context:
+                # Queued as is, not through `_send_upstream`: it stays context until a handle covers it.
+                first.append({"clientContent": {"turns": list(self._context), "turnComplete": False}})
         # Activity signals as the new turn mode wants them: none under automatic detection (1007 otherwise);
         # under manual turns an activity open on our side is opened again first (its activityStart may be
         # older than the handle, and activityEnd alone would be out of alternation).
-        first: list[dict[str, Any]] = []
         resend = [m for m in resend if not is_activity_signal(m)]
         if self._upstream_manual and (self._audio.activity_open or any(audio_ms_of(m) > 0 for m in resend)):
             first.append({"realtimeInput": {"activityStart": {}}})
@@ -203,7 +232,7 @@ class Resumption:
         self.resumption_handle = None
         self._pending_turns = self._replay_turns()
         self._log.clear()
-        self._context.clear()
+        self._clear_context()
         self._uncovered = False
         self._connect(None)
 
@@ -216,8 +245,9 @@ class Resumption:
         log.warning("resumption failed (%s); falling back to a fresh session", why)
         queued = self._queued.take()
         self._fresh_connection(why)
-        # The fresh session gets the whole conversation first; turns queued for the resumed one are in it already,
-        # and a response they asked for is asked for by the replay.  Realtime input keeps its place after it.
+        # The fresh session gets the whole conversation first; turns queued for the resumed one (the context
+        # among them) are in it already, and a response they asked for is asked for by the replay.  Realtime
+        # input keeps its place after it.
         replay, self._pending_turns = self._pending_turns, []
         asked = any(is_trigger(m) for m in queued if "clientContent" in m)
         if replay or asked:
@@ -255,13 +285,13 @@ class Resumption:
             self._reset_input_audio()
             self.switches += 1
             self._fresh_connection("a tool turn was open when the connection closed")
-        else:
-            context = self._context if self._uncovered or in_flight else []
-            resend = [] if in_flight else self._log.take()
+        elif in_flight:
+            # The failed turn comes again as context (it is in `_context`); input that was not yet a turn is
+            # dropped with it, as after any upstream fault (the client has been told).
             self._log.clear()
-            if in_flight:
-                self._reset_input_audio()
-            self._pending_turns = [*context, *self._pending_turns]
-            self._open_next(resend)
+            self._reset_input_audio()
+            self._open_next([])
+        else:
+            self._open_next(self._log.take())
         if queued_request is not None:
             self._request_response(queued_request)

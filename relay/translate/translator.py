@@ -226,7 +226,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._tools = ToolState()  # calls of the dead connection can no longer be answered
         self._queued.clear()
         self._log.clear()
-        self._context.clear()
+        self._clear_context()
         self._uncovered = False
         self._switch_reason = None
         self.resumption_handle = None
