@@ -8,9 +8,9 @@ Nothing outside this module imports trio_websocket.
 
 from __future__ import annotations
 
-import math
 import os
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -19,6 +19,7 @@ from typing import Literal, NoReturn, Protocol
 import attrs
 import trio
 import trio_websocket as tws
+from wsproto import ConnectionType, WSConnection
 from wsproto.events import TextMessage
 
 # OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
@@ -252,53 +253,187 @@ async def open_connection(
     *,
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[TrioWebsocketSocket]:
-    """A client WebSocket for the duration of the block; `HandshakeFailed` if it cannot open."""
+    """A client WebSocket for the duration of the block; `HandshakeFailed` if it cannot open.
+
+    TCP, TLS (for wss://) and the HTTP upgrade together get CONNECT_TIMEOUT.  The stream is opened here rather
+    than by trio-websocket's connect_websocket, which waits for the upgrade alone: a peer that closes during it,
+    or a refused TLS handshake (its reader task swallows the ssl error), was only noticed at the timeout.
+    Exceptions from the block come out as raised, never in an exception group.  Leaving the block closes the
+    socket (1000), giving up after CLOSE_TIMEOUT."""
+    host, port, resource, context = _parse_url(url, ssl_context)
+    deadline = trio.current_time() + CONNECT_TIMEOUT
+    stream = await _open_stream(host, port, context, deadline)
+    ws = tws.WebSocketConnection(
+        stream,
+        WSConnection(ConnectionType.CLIENT),
+        host=host if port in (80, 443) else f"{host}:{port}",
+        path=resource,
+        client_extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+        message_queue_size=64,
+        max_message_size=MAX_MESSAGE_SIZE,
+        receive_buffer_size=RECEIVE_BUFFER_SIZE,
+    )
     opened = False
-    # trio-websocket 0.12.2 raises ConnectionTimeout but then waits forever for its reader task when a server
-    # accepts TCP and never answers the upgrade; this scope cancels that wait (lifted once the socket is open).
-    with trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT + 1) as connecting:
-        try:
-            async with tws.open_websocket_url(
-                url,
-                ssl_context,
-                extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                message_queue_size=64,
-                max_message_size=MAX_MESSAGE_SIZE,
-                receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                connect_timeout=CONNECT_TIMEOUT,
-                disconnect_timeout=CLOSE_TIMEOUT,
-            ) as ws:
+    failure: HandshakeFailed | None = None
+    user_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            reader_done = trio.Event()
+            nursery.start_soon(_run_reader, ws, reader_done)
+            with trio.move_on_at(deadline):
+                await _first_of(ws._open_handshake, ws._close_handshake, reader_done)
+            if ws._open_handshake.is_set():
                 opened = True
-                connecting.deadline = math.inf
-                yield TrioWebsocketSocket(ws)
-        except tws.HandshakeError as exc:
-            if opened:
-                raise
-            _handshake_failed(exc)
-        except (OSError, trio.BrokenResourceError) as exc:
-            if opened:
-                raise
-            _handshake_failed(exc)
-    if connecting.cancelled_caught and not opened:
-        raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s")
+                try:
+                    yield TrioWebsocketSocket(ws)
+                except BaseException as exc:
+                    user_error = exc
+                    raise
+                finally:
+                    with trio.move_on_after(CLOSE_TIMEOUT):
+                        await ws.aclose()  # closes the stream however it ends
+                    nursery.cancel_scope.cancel()
+            else:
+                if ws._close_handshake.is_set():
+                    # The reader saw the stream end (EOF or a reset) before the upgrade's answer.
+                    failure = HandshakeFailed(None, "upstream unreachable: the connection was closed during the "
+                                                    "handshake")
+                elif reader_done.is_set():
+                    failure = HandshakeFailed(None, "upstream handshake failed: invalid HTTP response")
+                else:
+                    failure = HandshakeFailed(
+                        None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s")
+                nursery.cancel_scope.cancel()
+                await trio.aclose_forcefully(stream)
+    except BaseExceptionGroup as group:
+        _reraise(group, user_error, opened)
+    if failure is not None:
+        raise failure
+
+
+def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, ssl.SSLContext | None]:
+    """(host, port, resource, TLS context or None for ws://), as trio-websocket's open_websocket_url reads a URL;
+    ValueError for one it cannot use."""
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError('WebSocket URL scheme must be "ws:" or "wss:"')
+    if parts.scheme == "ws" and ssl_context is not None:
+        raise ValueError("SSL context must be None for ws: URL scheme")
+    if parts.hostname is None:
+        raise ValueError("URL host must not be None")
+    secure = parts.scheme == "wss"
+    context = (ssl_context if ssl_context is not None else ssl.create_default_context()) if secure else None
+    port = parts.port if parts.port is not None else (443 if secure else 80)
+    resource = parts.path or "/"
+    if "?" in url:
+        resource += "?" + parts.query
+    return parts.hostname, port, resource, context
+
+
+async def _open_stream(
+    host: str, port: int, context: ssl.SSLContext | None, deadline: float
+) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """The TCP stream to host:port, with its TLS handshake done if `context`; HandshakeFailed otherwise."""
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    try:
+        with trio.fail_at(deadline):
+            stream = await trio.open_tcp_stream(host, port)
+            if context is not None:
+                # https_compatible: Google's front ends, like most HTTPS servers, may skip close_notify.
+                stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
+                await stream.do_handshake()
+            return stream
+    except trio.TooSlowError:
+        await _discard(stream)
+        raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await _discard(stream)
+        raise HandshakeFailed(None, f"upstream unreachable: {_describe(exc)}") from None
+    except BaseException:
+        await _discard(stream)
+        raise
+
+
+async def _discard(stream: trio.abc.Stream | None) -> None:
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, with the underlying cause: trio wraps TLS errors (a refused certificate, a peer that does
+    not speak TLS) in BrokenResourceError."""
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if not str(exc) and cause is not None:
+        exc, cause = cause, None  # e.g. SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] ...
+    text = f"{type(exc).__name__}: {exc}"
+    if cause is not None and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+async def _run_reader(ws: tws.WebSocketConnection, done: trio.Event) -> None:
+    try:
+        await ws._reader_task()
+    finally:
+        done.set()
+
+
+async def _first_of(*events: trio.Event) -> None:
+    """Return once any of `events` is set."""
+    async with trio.open_nursery() as nursery:
+        for event in events:
+            nursery.start_soon(_wait_then_cancel, event, nursery.cancel_scope)
+
+
+async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
+def _reraise(group: BaseExceptionGroup, user_error: BaseException | None, opened: bool) -> NoReturn:
+    """Raise what the connection's nursery raised, unwrapped: the caller's own exception as it was raised (its
+    cause and context kept); before the socket opened, the reader's error as HandshakeFailed."""
+    leaves = _leaves(group)
+    internal = [exc for exc in leaves if exc is not user_error and not isinstance(exc, trio.Cancelled)]
+    if user_error is not None and (user_error in leaves or not internal):
+        _raise_unchanged(user_error)
+    if not opened:
+        for exc in internal:
+            if isinstance(exc, (tws.HandshakeError, OSError, trio.BrokenResourceError)):
+                _handshake_failed(exc)
+    if len(internal) == 1:
+        _raise_unchanged(internal[0])
+    if not internal:
+        _raise_unchanged(leaves[0])  # only Cancelled
+    raise group
+
+
+def _raise_unchanged(exc: BaseException) -> NoReturn:
+    """Raise `exc` without the exception group being handled becoming its __context__."""
+    context, suppress = exc.__context__, exc.__suppress_context__
+    try:
+        raise exc
+    finally:
+        exc.__context__, exc.__suppress_context__ = context, suppress
+        del exc, context
 
 
 def _handshake_failed(exc: Exception) -> NoReturn:
-    """The HandshakeFailed for an exception from trio-websocket's open_websocket_url."""
+    """The HandshakeFailed for an exception from trio-websocket's reader before the upgrade completed."""
     if isinstance(exc, tws.ConnectionRejected):
         body = (exc.body or b"").decode("utf-8", "replace")[:300]
         message = f"upstream refused the connection: HTTP {exc.status_code} {body}".strip()
         raise HandshakeFailed(exc.status_code, message) from None
-    if isinstance(exc, tws.ConnectionTimeout):
-        # Also what a refused TLS certificate looks like here: trio-websocket's reader swallows the ssl error.
-        raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s") from None
-    if isinstance(exc, OSError):
-        raise HandshakeFailed(None, f"upstream unreachable: {exc.strerror or exc}") from None
-    # HandshakeError wraps the network error; a failed TLS handshake (bad certificate, wrong host name)
-    # arrives as a BrokenResourceError caused by the ssl error.
-    cause = exc.__cause__ or exc.__context__
-    detail = f"{type(cause).__name__}: {cause}" if cause is not None else "handshake failed"
-    raise HandshakeFailed(None, f"upstream unreachable: {detail}") from None
+    raise HandshakeFailed(None, f"upstream unreachable: {_describe(exc)}") from None
 
 
 OpenConnection = Callable[..., AbstractAsyncContextManager[MessageSocket]]

@@ -65,20 +65,6 @@ MAX_ATTEMPTS = 4  # "a fresh connection is retried up to 3 times" (README)
 QUIET = 1.0  # seconds in which a relay retrying in a loop would have reconnected at least once (backoff 0.5 s)
 TEXT = {"output_modalities": ["text"]}
 
-TRIO_WEBSOCKET_EOF = (
-    "trio-websocket transport: a peer that closes TCP during the upgrade is only noticed when the connect timeout runs "
-    "out (15 s per attempt, reported as 'no handshake within 15 s'): trio-websocket 0.12's connect_websocket waits "
-    "for _open_handshake alone, which its reader task never sets when the stream ends first. Fix in "
-    "relay/transport.py open_connection (stop waiting once the connection is closed; report the close)."
-)
-TRIO_WEBSOCKET_TLS = (
-    "trio-websocket transport: a failed TLS handshake is only noticed when the connect timeout runs out (15 s per "
-    "attempt, reported as 'no handshake within 15 s', not as the TLS error): trio-websocket's reader task swallows "
-    "the ssl error and connect_websocket waits for _open_handshake until its timeout. Fix in relay/transport.py "
-    "open_connection: open the TCP and TLS stream itself (trio.SSLStream.do_handshake) and hand it to trio-websocket "
-    "(wrap_client_stream), so TLS errors surface at once with their reason."
-)
-
 
 # ------------------------------------------------------------------ stacks
 
@@ -265,7 +251,7 @@ HANDSHAKE_FAULTS = [
     HandshakeFault("http-503-then-ok", (503, 503), None, retried=True),
     # The emulator closes the TCP connection without answering the upgrade: the message says it was closed.
     HandshakeFault("dead-handshake-always", (DEAD_HANDSHAKE,) * MANY, ("server_error", REFUSED, ("closed",)),
-                   retried=True, waits=True, bugs={"trio-websocket": TRIO_WEBSOCKET_EOF}),
+                   retried=True, waits=True),
     HandshakeFault("dead-handshake-then-ok", (DEAD_HANDSHAKE,), None, retried=True, waits=True),
     # The emulator never answers the upgrade: the connect timeout.
     HandshakeFault("stalled-handshake-always", (STALLED_HANDSHAKE,) * MANY, ("server_error", REFUSED, (
@@ -311,9 +297,8 @@ TLS_FAULTS = [
 
 
 @pytest.mark.parametrize(("model", "reason"), TLS_FAULTS)
-def test_tls_failure(fault_stack, relay_log, request, monkeypatch, model: str, reason: tuple[str, ...]):
+def test_tls_failure(fault_stack, relay_log, monkeypatch, model: str, reason: tuple[str, ...]):
     stack = fault_stack
-    known_bug(request, stack, {"trio-websocket": TRIO_WEBSOCKET_TLS})
     shorten_connect_timeout(monkeypatch)
     with bystander(stack), ga_session(stack, model, TEXT) as c:
         events = text_turn(c, "hello")
