@@ -96,6 +96,9 @@ class Ledger:
         self.snapshot = 0  # len(history) when the newest handle arrived
         self.last_trigger = 0  # len(history) after the newest generation trigger
         self.newest: str | None = None  # the newest resumable handle of this session
+        # A trigger went out and Gemini has answered nothing since: a handle now was made before Gemini read it,
+        # and the relay passes it by (the next handle covers the turn).
+        self.unanswered = False
         self.owed: dict[str, None] = {}  # appended audio chunks (base64) the session must hold
         self.appended_ever: set[str] = set()  # every appended chunk, to tell the client's audio in a turn
         # Chunks that became a turn in this logical session.  A resume takes them out of `history` (the resumed
@@ -115,7 +118,12 @@ class Ledger:
             self.owed[chunk] = None
             self.appended_ever.add(chunk)
 
+    def answered(self) -> None:
+        self.unanswered = False
+
     def handle(self, handle: str) -> None:
+        if self.unanswered:
+            return
         self.newest = handle
         self.snapshot = len(self.history)
 
@@ -124,6 +132,7 @@ class Ledger:
         self.owed.clear()
 
     def connect(self, connect: Connect) -> None:
+        self.unanswered = False
         body = connect.setup["setup"]
         assert isinstance(body.get("sessionResumption"), dict), "every setup asks for session resumption"
         handle = body["sessionResumption"].get("handle")
@@ -181,6 +190,7 @@ class Ledger:
         if is_trigger(message):
             self.history.append(("trigger", ""))
             self.last_trigger = len(self.history)
+            self.unanswered = True
             self.turned.update(key[1] for key in self.history if key[0] == "audio")
 
     def check_owed(self) -> None:

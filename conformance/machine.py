@@ -134,6 +134,8 @@ class ClientSide(RuleBasedStateMachine):
 
     def upstream(self, message: gm.ServerMessage | bytes, **kw: Any) -> list[dict[str, Any]]:
         if isinstance(message, gm.ServerMessage) and self.check.upstream == "ready":
+            if message.server_content is not None or message.tool_call is not None:
+                self.check.ledger.answered()
             upd = message.session_resumption_update
             if upd is not None and upd.resumable and upd.new_handle:
                 self.check.ledger.handle(upd.new_handle)  # before the Output: a switch may ride on it

@@ -38,6 +38,8 @@ class Resuming(Session):
         self.tag = 0
 
     def gemini(self, message: dict[str, Any], requested: bool = False) -> list[dict[str, Any]]:
+        if ("serverContent" in message or "toolCall" in message) and self.check.upstream == "ready":
+            self.check.ledger.answered()
         upd = message.get("sessionResumptionUpdate")
         if upd and upd.get("resumable") and upd.get("newHandle") and self.check.upstream == "ready":
             self.check.ledger.handle(upd["newHandle"])

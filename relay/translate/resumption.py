@@ -110,6 +110,7 @@ class Resumption:
         self._context: list[dict[str, Any]] = []  # turns since the newest handle
         self._context_audio_ms = 0.0  # of the user audio turns in `_context`
         self._uncovered = False  # a trigger was sent that no handle covers yet
+        self._unanswered = False  # a trigger was sent and Gemini has said nothing since
         self._switch_reason: str | None = None  # a planned switch waits for a turn boundary
         self.switches = 0  # connections after the first, resumed or fresh (for logs and tests)
 
@@ -119,6 +120,7 @@ class Resumption:
         """Bookkeeping for a message that leaves for Gemini now (or when the connection is ready)."""
         if is_trigger(message):
             self._uncovered = True
+            self._unanswered = True
             # Under manual turns only activityEnd closes the spoken turn; a toolResponse inside an open
             # activity leaves its audio live (and in the log).
             if not self._upstream_manual or is_activity_signal(message):
@@ -154,6 +156,10 @@ class Resumption:
     def _resumption_update(self, handle: str | None, resumable: bool | None) -> None:
         # `resumable: false` with no handle comes while Gemini generates or runs tools: keep the old one.
         if not resumable or not handle:
+            return
+        if self._unanswered:
+            # Made before Gemini read the newest turn (the handle it gives right after setupComplete races the
+            # first turn): resuming from it would lose that turn.  The next handle, after the answer, covers it.
             return
         self.resumption_handle = handle
         if self._upstream == UPSTREAM_READY:
@@ -219,6 +225,7 @@ class Resumption:
 
     def _connect(self, handle: str | None) -> None:
         self._upstream = UPSTREAM_SETUP_SENT
+        self._unanswered = False
         # A turnComplete owed by an interrupted turn of the old connection never comes on this one.
         self._swallow_turn_complete = False
         setup = self._next_setup()

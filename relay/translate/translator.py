@@ -141,7 +141,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
     def upstream_failed(self, status: int | None, message: str) -> Output:
         """The upstream could not be reached or refused the handshake (or credentials failed)."""
         kind = "invalid_request_error" if status is not None and 400 <= status < 500 else "server_error"
-        self._upstream_fault(kind, "upstream_connection_failed", message)
+        # 429 is Gemini's quota (RESOURCE_EXHAUSTED): the code OpenAI clients already handle for their own limits.
+        self._upstream_fault(kind, "rate_limit_exceeded" if status == 429 else "upstream_connection_failed", message)
         return self._take()
 
     # ============================================================ plumbing
@@ -315,6 +316,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
                 self._sent(message)
         if msg.usage_metadata is not None:
             self._usage = msg.usage_metadata
+        if msg.server_content is not None or msg.tool_call is not None:
+            self._unanswered = False
         if msg.session_resumption_update is not None:
             upd = msg.session_resumption_update
             self._resumption_update(upd.new_handle, upd.resumable)
