@@ -23,6 +23,13 @@ class Gate:
     def locked(self) -> bool:
         return self._held
 
+    def try_acquire(self) -> bool:
+        """Take the gate if it is free, without a checkpoint.  It is ownerless: another task may release it."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
     async def acquire(self) -> None:
         if not self._held:
             await trio.lowlevel.checkpoint_if_cancelled()  # a cancellation point, without a scheduler pass

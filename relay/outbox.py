@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import trio
 
 from relay.translate import Close
@@ -16,25 +18,38 @@ class Outbox:
     `put` never waits: a translator step must not stop on a slow socket, and the other direction must go on.
     It refuses a batch that would take the queue past `limit` bytes, unless the queue is empty (one large
     batch always goes), and the caller decides what a refusal means.  The writer takes everything queued
-    at once, so a burst leaves in one write whatever the number of steps that made it."""
+    at once, so a burst leaves in one write whatever the number of steps that made it.
 
-    __slots__ = ("_receive", "_send", "close", "limit", "peak", "pending")
+    While nothing is queued and the writer is idle, `put` writes through (`direct`, the socket's `send_now`):
+    a message the kernel takes at once costs no trip to the writer task.  What the kernel leaves stays with
+    the socket, counted here, and an empty batch wakes the writer to send it before anything later."""
+
+    __slots__ = ("_finished", "_receive", "_send", "close", "direct", "limit", "peak", "pending")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.pending = 0  # bytes put and not yet written
         self.peak = 0
         self.close: Close | None = None  # what the writer does after the last batch
-        self._send, self._receive = trio.open_memory_channel[list[bytes]](MAX_BATCHES)
+        self.direct: Callable[[Sequence[bytes]], int] | None = None
+        self._finished = False
+        self._send, self._receive = trio.open_memory_channel[tuple[list[bytes], int]](MAX_BATCHES)
 
     def put(self, batch: list[bytes]) -> bool:
-        size = 0
-        for message in batch:
-            size += len(message)
-        if self.pending and self.pending + size > self.limit:
-            return False
+        if not self.pending and self.direct is not None and not self._finished:
+            left = self.direct(batch)
+            if left == 0:
+                return True
+            if left > 0:
+                batch, size = [], left
+            else:
+                size = sum(map(len, batch))
+        else:
+            size = sum(map(len, batch))
+            if self.pending and self.pending + size > self.limit:
+                return False
         try:
-            self._send.send_nowait(batch)
+            self._send.send_nowait((batch, size))
         except trio.WouldBlock:
             return False
         except trio.ClosedResourceError:
@@ -48,22 +63,24 @@ class Outbox:
         """No more batches: the writer sends what is queued, then closes with `close` if given."""
         if close is not None and self.close is None:
             self.close = close
+        self._finished = True
         self._send.close()
 
-    async def take(self) -> list[bytes] | None:
-        """Every message queued (waiting for the first), or None once finished and empty."""
+    async def take(self) -> tuple[list[bytes], int] | None:
+        """Every message queued (waiting for the first) and their size in bytes, or None once finished and empty."""
         try:
-            messages = await self._receive.receive()
+            messages, size = await self._receive.receive()
         except trio.EndOfChannel:
             return None
         receive = self._receive.receive_nowait
         try:
             while True:
-                messages.extend(receive())  # the first batch is ours since put: extend it in place
+                more, more_size = receive()
+                messages.extend(more)  # the first batch is ours since put: extend it in place
+                size += more_size
         except (trio.WouldBlock, trio.EndOfChannel):
             pass
-        return messages
+        return messages, size
 
-    def written(self, messages: list[bytes]) -> None:
-        for message in messages:
-            self.pending -= len(message)
+    def written(self, size: int) -> None:
+        self.pending -= size

@@ -9,13 +9,15 @@ tasks between them, around a sans-IO `Translator`.
 
 Each reader runs the translator on what it read; the translator's output goes, without waiting, into
 the outbox of the socket it is for, and each socket's writer sends its outbox in order (everything
-queued, in one write).  So one direction never waits for the other: a client that stops reading does
-not stop its microphone audio from reaching Gemini.  The outboxes are bounded in bytes: a client that
-leaves more than `client_send_buffer` unread is closed with 1008; a Gemini connection that stops
-reading is dropped as an upstream fault.  Translator steps never wait, so each direction keeps the
-translator's order.  When the client leaves, the upstream is closed and the nursery's cancel scope ends
-everything.  A switch to a new upstream connection (goAway, a reconfiguring `session.update`, a
-resumable close) closes the old one first: Gemini refuses a resume while its old socket is open.
+queued, in one write).  An idle writer with an empty outbox is skipped: what the kernel takes at once
+is written by the reader itself, and only the rest wakes the writer.  So one direction never waits for
+the other: a client that stops reading does not stop its microphone audio from reaching Gemini.  The
+outboxes are bounded in bytes: a client that leaves more than `client_send_buffer` unread is closed
+with 1008; a Gemini connection that stops reading is dropped as an upstream fault.  Translator steps
+never wait, so each direction keeps the translator's order.  When the client leaves, the upstream is
+closed and the nursery's cancel scope ends everything.  A switch to a new upstream connection (goAway,
+a reconfiguring `session.update`, a resumable close) closes the old one first: Gemini refuses a resume
+while its old socket is open.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Session:
     ) -> None:
         self._client = client
         self._outbox = Outbox(client_send_buffer)
+        self._outbox.direct = client.send_now
         self._overflowed = False  # the client fell too far behind: it is being closed with 1008
         self._stats = stats if stats is not None else Stats()
         self._response_timeout = response_timeout
@@ -242,9 +245,9 @@ class Session:
     async def _client_writer(self) -> None:
         outbox = self._outbox
         try:
-            while (messages := await outbox.take()) is not None and not self._overflowed:
-                await self._client.send_texts(messages)
-                outbox.written(messages)
+            while (taken := await outbox.take()) is not None and not self._overflowed:
+                await self._client.send_texts(taken[0])
+                outbox.written(taken[1])
         except SocketClosed:
             return  # the client reader hears of it too and ends the session
         if outbox.close is not None:
@@ -319,7 +322,7 @@ class Session:
                         await sock.close(1000, "client session ended")
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)
-            transient = exc.status is None or exc.status in TRANSIENT_STATUSES
+            transient = not exc.final and (exc.status is None or exc.status in TRANSIENT_STATUSES)
             raise _Failed(transient, exc.message, status=exc.status) from None
 
     async def _setup(self, sock: MessageSocket, setup: dict[str, Any]) -> str | bytes:
@@ -340,12 +343,15 @@ class Session:
 
     async def _upstream_writer(self, link: _Link, sock: MessageSocket) -> None:
         outbox = link.outbox
+        outbox.direct = sock.send_now
         try:
-            while (messages := await outbox.take()) is not None:
-                await sock.send_texts(messages)
-                outbox.written(messages)
+            while (taken := await outbox.take()) is not None:
+                await sock.send_texts(taken[0])
+                outbox.written(taken[1])
         except SocketClosed:
             return  # the link's reader hears the close and reports it
+        finally:
+            outbox.direct = None
         close = outbox.close or Close(1000, "")
         await sock.close(close.code, close.reason)
 

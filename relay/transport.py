@@ -19,8 +19,11 @@ from typing import Literal, NoReturn, Protocol
 import attrs
 import trio
 import trio_websocket as tws
+import wsproto.events
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import TextMessage
+from wsproto.events import Pong, TextMessage
+
+from relay.gate import Gate
 
 # OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
 MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -47,12 +50,26 @@ class SocketClosed(Exception):
 
 
 class HandshakeFailed(Exception):
-    """The upstream refused the WebSocket upgrade or could not be reached."""
+    """The upstream refused the WebSocket upgrade or could not be reached; `final`: no retry can mend it (a TLS
+    failure, a malformed URL or header)."""
 
-    def __init__(self, status: int | None, message: str) -> None:
+    def __init__(self, status: int | None, message: str, final: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.final = final
+
+
+def tls_failed(exc: BaseException) -> bool:
+    """Whether `exc` or what caused it is a TLS error (trio wraps them in BrokenResourceError)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class MessageSocket(Protocol):
@@ -66,6 +83,14 @@ class MessageSocket(Protocol):
 
     async def send_texts(self, messages: Sequence[bytes]) -> None:
         """Send each UTF-8 `message` as a text message, in order, written out together where the transport can."""
+        ...
+
+    def send_now(self, messages: Sequence[bytes]) -> int:
+        """Start sending `messages` without waiting, when no write is under way: what the kernel takes at once
+        is written.  Returns 0 when all of it was, the number of bytes still held when part was (the next
+        `send_texts`, even an empty one, must follow to send them, and the socket writes nothing else
+        before), or -1 when nothing was done (a write is under way, the stream is not plain TCP, or the
+        socket is closing): then `send_texts` sends them as usual."""
         ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
@@ -130,16 +155,26 @@ class TrioWebsocketSocket:
     Batches go through the connection's internals (its message channel, wsproto and stream lock): one
     write for several messages is what makes a burst of events cheap.  Without them, message by message."""
 
-    __slots__ = ("_batch", "_ws")
+    __slots__ = ("_batch", "_closing", "_held", "_pongs", "_ws")
 
     def __init__(self, ws: tws.WebSocketConnection) -> None:
         self._ws = ws
+        self._closing = False  # close() was called: readers hear a normal close, whatever the peer echoes
         self._batch = _batchable(ws)
+        self._held = b""  # the part of a send_now the kernel did not take; the stream's gate stays held for it
+        self._pongs: list[bytes] = []  # pongs due while a write held the stream: its writer sends them after
+        if self._batch:
+            # trio-websocket serialises its writes (ours, its pongs, its close) with this lock.  A Gate has no
+            # owner, so a send_now that wrote part of a frame can keep it held until the writer task sends the rest.
+            ws._stream_lock = Gate()
+            ws._send = self._send_event
 
     async def get_message(self) -> str | bytes:
         try:
             return await self._ws.get_message()
         except tws.ConnectionClosed as exc:
+            if self._closing:
+                raise SocketClosed(1000, "") from None
             raise SocketClosed(exc.reason.code, exc.reason.reason) from None
 
     async def get_messages(self) -> list[str | bytes]:
@@ -170,18 +205,21 @@ class TrioWebsocketSocket:
             return
         # As WebSocketConnection.send_message and _send, with one write for the lot, and no pass through the
         # scheduler when the stream lock is free and the kernel takes the whole write.
-        if ws._close_reason:
-            raise SocketClosed(ws._close_reason.code, ws._close_reason.reason)
-        data = b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
         lock = ws._stream_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
+        if self._held:
+            data, self._held = self._held, b""  # the gate is ours already: send_now left it held
+        else:
+            data = b""
             await lock.acquire()
         try:
+            if ws._close_reason:
+                raise SocketClosed(ws._close_reason.code, ws._close_reason.reason)
+            if messages:
+                data += b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
             rest = write_now(ws._stream, data)
             if rest:
                 await ws._stream.send_all(rest)
+            await self._send_pongs()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await ws._abort_web_socket()
             reason = ws._close_reason
@@ -189,9 +227,55 @@ class TrioWebsocketSocket:
         finally:
             lock.release()
 
+    async def _send_event(self, event: wsproto.events.Event) -> None:
+        """trio-websocket's own writes (pongs, pings, close), in place of its `_send`: a pong due while a write
+        holds the stream is left to that write's task, because the connection's reader sends pongs, and a
+        reader that waits for a client that is not reading would stop that client's input too."""
+        ws = self._ws
+        data = ws._wsproto.send(event)
+        lock = ws._stream_lock
+        if type(event) is Pong and lock.locked():
+            self._pongs.append(data)
+            return
+        await lock.acquire()
+        try:
+            await ws._stream.send_all(data)
+            await self._send_pongs()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            assert ws._close_reason is not None
+            raise tws.ConnectionClosed(ws._close_reason) from None
+        finally:
+            lock.release()
+
+    async def _send_pongs(self) -> None:
+        while self._pongs:  # the holder of the stream sends what came due while it wrote
+            data = b"".join(self._pongs)
+            self._pongs.clear()
+            await self._ws._stream.send_all(data)
+
+    def send_now(self, messages: Sequence[bytes]) -> int:
+        ws = self._ws
+        if not self._batch or ws._close_reason or type(ws._stream) is not trio.SocketStream:
+            return -1
+        lock = ws._stream_lock
+        if not lock.try_acquire():
+            return -1
+        data = b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
+        try:
+            rest = write_now(ws._stream, data)
+        except OSError:
+            rest = data  # send_texts meets the error again and closes the connection as usual
+        if rest:
+            self._held = rest
+            return len(rest)
+        lock.release()
+        return 0
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         # Close reasons are limited to 123 bytes by the WebSocket framing.
         reason = reason.encode()[:123].decode(errors="ignore")
+        self._closing = True
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._ws.aclose(code, reason)
 
@@ -348,7 +432,7 @@ async def _open_stream(
         raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s") from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         await _discard(stream)
-        raise HandshakeFailed(None, f"upstream unreachable: {_describe(exc)}") from None
+        raise HandshakeFailed(None, f"upstream unreachable: {_describe(exc)}", final=tls_failed(exc)) from None
     except BaseException:
         await _discard(stream)
         raise

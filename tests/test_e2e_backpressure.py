@@ -112,6 +112,8 @@ def test_audio_keeps_reaching_gemini_while_the_client_does_not_read_and_every_de
             time.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
             sent.append(time.monotonic())
             send(ws, {"type": "input_audio_buffer.append", "audio": chunk})
+            if i == 50:
+                ws.ping()  # as the openai SDK does every 20 s: the pong is due while the relay cannot write
         assert wait_for(lambda: len(seen) >= len(sent), 2.0), f"{len(seen)} of {len(sent)} chunks reached Gemini"
         stop.set()
         watcher.join()
@@ -132,8 +134,9 @@ def test_audio_keeps_reaching_gemini_while_the_client_does_not_read_and_every_de
                                                             if k == "response.output_audio.delta")
 
 
-def test_a_client_that_falls_behind_is_closed_with_1008_and_its_backlog_stays_bounded(strict_stack):
-    stack = strict_stack
+@contextmanager
+def overflowing_client(stack: Stack) -> Iterator[ClientConnection]:
+    """A client that asked for a long audio reply and read none of it until the relay gave up on it."""
     stats = stack.server.stats
     overflows = stats.client_send_overflows
     with narrow_client(stack) as (ws, _):
@@ -142,6 +145,12 @@ def test_a_client_that_falls_behind_is_closed_with_1008_and_its_backlog_stays_bo
         assert recv(ws)["type"] == "session.updated"
         send(ws, *ASK)
         assert wait_for(lambda: stats.client_send_overflows > overflows, 10), "the relay never gave up on the client"
+        yield ws
+
+
+def test_a_client_that_falls_behind_is_closed_with_1008_and_its_backlog_stays_bounded(strict_stack):
+    stack, stats = strict_stack, strict_stack.server.stats
+    with overflowing_client(stack) as ws:
         with pytest.raises(ConnectionClosed) as closed:  # reading again within the grace period: a clean 1008
             while True:
                 ws.recv(timeout=10)
@@ -153,15 +162,8 @@ def test_a_client_that_falls_behind_is_closed_with_1008_and_its_backlog_stays_bo
 
 
 def test_a_client_that_never_reads_is_dropped_and_its_upstream_closed(strict_stack):
-    stack = strict_stack
-    stats = stack.server.stats
-    overflows = stats.client_send_overflows
-    with narrow_client(stack) as (ws, _):
-        assert recv(ws)["type"] == "session.created"
-        send(ws, SESSION)
-        assert recv(ws)["type"] == "session.updated"
-        send(ws, *ASK)
-        assert wait_for(lambda: stats.client_send_overflows > overflows, 10)
+    stack, stats = strict_stack, strict_stack.server.stats
+    with overflowing_client(stack):
         # Never reading again: the relay waits a grace period for the write in progress, then drops the socket.
         assert wait_for(lambda: stack.server.active_sessions == 0, 20), "the session outlived its client"
         assert wait_for(lambda: stack.emulator.live == 0, 5)

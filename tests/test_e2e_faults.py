@@ -8,10 +8,10 @@ happens, is unaffected.
 | fault | `error.type` | `error.code` |
 |---|---|---|
 | HTTP 401 / 403 / 404 at the handshake, not retried | invalid_request_error | upstream_connection_failed |
-| HTTP 429 at the handshake, retried with backoff, a bounded number of times | invalid_request_error | (same) |
+| HTTP 429 at the handshake, retried with backoff, a bounded number of times | invalid_request_error | rate_limit_exceeded |
 | HTTP 500 / 503 at the handshake, retried likewise | server_error | upstream_connection_failed |
 | TCP closed during the handshake; a handshake never answered | server_error | upstream_connection_failed |
-| TLS: a certificate the relay does not trust; a plain peer at wss:// | server_error | upstream_connection_failed |
+| TLS: a certificate the relay does not trust; a plain peer at wss:// (not retried) | server_error | upstream_connection_failed |
 | close 1006 / 1011 mid-response | server_error | upstream_closed |
 | close 1007 / 1008 mid-response | invalid_request_error | upstream_closed |
 | silence during a response (`response_timeout`) | server_error | upstream_timeout |
@@ -242,7 +242,7 @@ HANDSHAKE_FAULTS = [
         "HTTP 403", "PERMISSION_DENIED", "The caller does not have permission.")), retried=False),
     HandshakeFault("http-404", (404,) * MANY, ("invalid_request_error", REFUSED, (
         "HTTP 404", "NOT_FOUND", "Requested entity was not found.")), retried=False),
-    HandshakeFault("http-429-always", (429,) * MANY, ("invalid_request_error", REFUSED, (
+    HandshakeFault("http-429-always", (429,) * MANY, ("invalid_request_error", "rate_limit_exceeded", (
         "HTTP 429", "RESOURCE_EXHAUSTED")), retried=True),
     HandshakeFault("http-429-then-ok", (429, 429), None, retried=True),
     HandshakeFault("http-500-always", (500,) * MANY, ("server_error", REFUSED, ("HTTP 500", "INTERNAL")), retried=None),
@@ -304,6 +304,8 @@ def test_tls_failure(fault_stack, relay_log, monkeypatch, model: str, reason: tu
         events = text_turn(c, "hello")
         assert_fault(events, "server_error", REFUSED, reason)
         assert_nothing_secret(stack, c, relay_log)
+        # A certificate or protocol mismatch is final: one attempt, no backoff.
+        assert not [r for r in relay_log.records if "retrying" in r.getMessage()], "a TLS failure was retried"
         # The client connection is still served (the upstream is as broken as before).
         c.send({"type": "conversation.item.retrieve", "item_id": "no-such-item"})
         assert c.recv()["error"]["code"] == "item_not_found"

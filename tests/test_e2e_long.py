@@ -43,8 +43,6 @@ def _manual_audio_turn(c, ms: int = 300) -> list[dict]:
     return c.until("response.done")
 
 
-@pytest.mark.xfail(strict=False, reason="intermittent: the first manual audio turn after a goAway switch sometimes "
-                   "gets no answer (upstream_timeout after 60 s); under investigation, see issue 11 notes")
 def test_thirty_turns_through_three_go_aways_and_a_live_instructions_update(long_stack):
     stack = long_stack
     start = len(stack.emulator.by_connection)

@@ -11,7 +11,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHeaderValue, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
-from relay.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, HandshakeFailed
+from relay.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, HandshakeFailed, tls_failed
 from relay.transport_ws.connection import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -33,7 +33,7 @@ async def _connect(
     try:
         uri = parse_uri(url)
     except InvalidURI as exc:
-        raise HandshakeFailed(None, f"invalid upstream URL: {exc}") from None
+        raise HandshakeFailed(None, f"invalid upstream URL: {exc}", final=True) from None
     stream: trio.abc.Stream | None = None
     # No extensions offered: the upstream never compresses (permessage-deflate off).
     protocol = ClientProtocol(uri, max_size=MAX_MESSAGE_SIZE, logger=protocol_log)
@@ -43,7 +43,7 @@ async def _connect(
             request.headers[name] = value
         except InvalidHeaderValue:
             # Name the header only: its value is likely a credential.
-            raise HandshakeFailed(None, f"invalid upstream request header {name!r}") from None
+            raise HandshakeFailed(None, f"invalid upstream request header {name!r}", final=True) from None
     try:
         with trio.fail_after(CONNECT_TIMEOUT):  # TCP, TLS and the HTTP upgrade together
             stream = await trio.open_tcp_stream(uri.host, uri.port)
@@ -67,7 +67,7 @@ async def _connect(
         raise HandshakeFailed(None, f"upstream unreachable: no handshake within {CONNECT_TIMEOUT:.0f} s") from None
     except STREAM_ERRORS as exc:
         await _discard(stream)
-        raise HandshakeFailed(None, f"upstream unreachable: {describe(exc)}") from None
+        raise HandshakeFailed(None, f"upstream unreachable: {describe(exc)}", final=tls_failed(exc)) from None
     except BaseException:
         await _discard(stream)
         raise
