@@ -8,10 +8,10 @@ happens, is unaffected.
 | fault | `error.type` | `error.code` |
 |---|---|---|
 | HTTP 401 / 403 / 404 at the handshake, not retried | invalid_request_error | upstream_connection_failed |
-| HTTP 429 at the handshake, retried with backoff, a bounded number of times | invalid_request_error | rate_limit_exceeded |
+| HTTP 429 at the handshake, retried with backoff (bounded) | invalid_request_error | rate_limit_exceeded |
 | HTTP 500 / 503 at the handshake, retried likewise | server_error | upstream_connection_failed |
 | TCP closed during the handshake; a handshake never answered | server_error | upstream_connection_failed |
-| TLS: a certificate the relay does not trust; a plain peer at wss:// (not retried) | server_error | upstream_connection_failed |
+| TLS: an untrusted certificate; a plain peer at wss:// (never retried) | server_error | upstream_connection_failed |
 | close 1006 / 1011 mid-response | server_error | upstream_closed |
 | close 1007 / 1008 mid-response | invalid_request_error | upstream_closed |
 | silence during a response (`response_timeout`) | server_error | upstream_timeout |
