@@ -3,6 +3,8 @@ closes and the fallback to a fresh session, all invisible to the OpenAI client."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.clients import sdk_beta, sdk_ga
@@ -118,7 +120,13 @@ def test_a_rejected_handle_falls_back_to_a_fresh_session_with_the_conversation_r
         c.recv()
         c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
         c.recv()
+        issued = stack.emulator.handles_issued
         assert reply_text(text_turn(c, "remember me")) == "Echo: remember me"
+        # The first connection gets a handle at setup and one after the turn, which follows its turnComplete:
+        # expire that one too, not just the older one.
+        deadline = time.monotonic() + 5
+        while stack.emulator.handles_issued < issued + 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
         stack.emulator.expire_handles()
         events = text_turn(c, "bye [fault:close-1000]")
         assert events[-1]["response"]["status"] == "failed"  # the turn Gemini dropped, as above

@@ -52,8 +52,9 @@ class Registry:
 
     ``received`` holds every parsed client message of every connection in arrival order,
     ``by_connection`` the same per connection (in the order they opened), ``connections`` counts
-    accepted WebSocket connections, ``live`` those still open, and ``compressions`` how often a
-    context window was compressed; tests read them.
+    accepted WebSocket connections, ``live`` those still open, ``compressions`` how often a
+    context window was compressed, and ``handles_issued`` the resumption handles given out; tests
+    read them.
     """
 
     def __init__(self, handle_ttl: float) -> None:
@@ -62,6 +63,7 @@ class Registry:
         self.connections = 0
         self.live = 0
         self.compressions = 0
+        self.handles_issued = 0
         self._handle_ttl = handle_ttl
         self._sessions: dict[str, LogicalSession] = {}
         self._by_handle: dict[str, LogicalSession] = {}
@@ -107,6 +109,7 @@ class Registry:
     def issue_handle(self, logical: LogicalSession, history: list[dict[str, Any]]) -> str:
         """A new handle that restores ``history``; it supersedes the session's older handles."""
         logical.updates += 1
+        self.handles_issued += 1
         handle = f"{logical.id}-c{logical.connections}-h{logical.updates}"
         if logical.handle is not None:
             self._by_handle.pop(logical.handle, None)
