@@ -19,6 +19,7 @@ import attrs
 import cattrs
 import yaml
 
+from relay.models import caps_for, with_overrides
 from relay.transport import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TransportName
 
 ENV_PREFIX = "os.environ/"
@@ -49,10 +50,9 @@ class ModelEntry:
     api_key: str | None = attrs.field(default=None, repr=False)
     api_version: str | None = None
     upstream_auth: Literal["google", "none"] = "google"
-    # None: the model table's default (no `id` in tool responses to Vertex, which has rejected it)
-    function_response_id: bool | None = None
-    # None: the model table's default
-    context_update: bool | None = None
+    # Overrides of the model table's row (relay.models.ModelCaps fields), already checked; `function_response_id`
+    # and `context_update` set directly in litellm_params land here too.
+    capabilities: dict[str, Any] = attrs.field(factory=dict)
     # Gemini's contextWindowCompression: {trigger_tokens, target_tokens} (either optional), False (never), or
     # None (on for sessions with audio).
     context_window_compression: dict[str, int] | bool | None = None
@@ -101,6 +101,7 @@ class _LitellmParams:
     function_response_id: bool | None = None
     context_update: bool | None = None
     context_window_compression: Any = None  # a mapping or false; checked by hand
+    capabilities: Any = None  # a mapping of relay.models.ModelCaps fields; checked against the table
 
 
 @attrs.define
@@ -128,7 +129,8 @@ class _GeneralSettings:
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
 _STRING_PARAMS = tuple(
     f.name for f in attrs.fields(_LitellmParams)
-    if f.name not in ("vertex_credentials", "function_response_id", "context_update", "context_window_compression")
+    if f.name not in ("vertex_credentials", "function_response_id", "context_update", "context_window_compression",
+                      "capabilities")
 )
 
 
@@ -205,7 +207,8 @@ def _unknown_keys(raw: Mapping[str, Any], cls: type, path: str) -> list[str]:
         where = f"{path}.{key}" if path else str(key)
         if key not in known:
             found.append(where)
-        elif isinstance(value, Mapping) and key not in ("vertex_credentials", "context_window_compression"):
+        elif isinstance(value, Mapping) and key not in ("vertex_credentials", "context_window_compression",
+                                                         "capabilities"):
             sub = {"litellm_params": _LitellmParams, "model_info": _ModelInfo}.get(key)
             if sub is not None:
                 found += _unknown_keys(value, sub, where)
@@ -288,6 +291,27 @@ def _credentials(value: Any, field: str) -> str | None:
     return text
 
 
+def _capabilities(p: _LitellmParams, model: str, provider: str) -> dict[str, Any]:
+    """`litellm_params.capabilities`, checked against the model's row (field names and values)."""
+    field = "litellm_params.capabilities"
+    raw = p.capabilities
+    if raw is None:
+        raw = {}
+    elif not isinstance(raw, Mapping):
+        raise _Problem(field, f"must be a mapping of capability names to values, got {_kind(raw)}")
+    out = dict(raw)
+    for key in ("function_response_id", "context_update"):  # older spellings, beside the mapping
+        value = getattr(p, key)
+        if value is not None:
+            out.setdefault(key, value)
+    try:
+        with_overrides(caps_for(model, "vertex" if provider == "vertex_ai" else "gemini"), out)
+    except ValueError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise _Problem(f"{field}.{key}", message) from None
+    return out
+
+
 def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[str], label: str) -> ModelEntry:
     p = raw.litellm_params
     name = _resolve(raw.model_name, "model_name", env) or ""
@@ -346,8 +370,9 @@ def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[st
         "litellm_params.vertex_credentials",
     )
     compression = _compression(p.context_window_compression)
+    capabilities = _capabilities(p, upstream_model, provider)
     return ModelEntry(
-        context_update=p.context_update,
+        capabilities=capabilities,
         context_window_compression=compression,
         model_name=name,
         provider=provider,  # type: ignore[arg-type]  # checked against _PROVIDERS above
@@ -359,7 +384,6 @@ def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[st
         api_key=key,
         api_version=version,
         upstream_auth=auth,  # type: ignore[arg-type]  # checked above
-        function_response_id=p.function_response_id,
     )
 
 

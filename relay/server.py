@@ -7,7 +7,6 @@ import logging
 from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
-import attrs
 import orjson
 import trio
 
@@ -113,11 +112,7 @@ class RelayServer:
         entry = self.config.model(model)
         assert entry is not None
         ids = SessionIds()
-        caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini")
-        if entry.function_response_id is not None:
-            caps = attrs.evolve(caps, function_response_id=entry.function_response_id)
-        if entry.context_update is not None:
-            caps = attrs.evolve(caps, context_update=entry.context_update)
+        caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
         translator = Translator(ids, caps, dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE,
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000)

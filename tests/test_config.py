@@ -544,9 +544,9 @@ def test_default_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_function_response_id_flag(tmp_path: Path) -> None:
-    assert load(tmp_path, one_model("model: vertex_ai/m\n"))[0].models[0].function_response_id is None
+    assert "function_response_id" not in load(tmp_path, one_model("model: vertex_ai/m\n"))[0].models[0].capabilities
     on = load(tmp_path, one_model("model: vertex_ai/m\nfunction_response_id: true\n"))[0]
-    assert on.models[0].function_response_id is True
+    assert on.models[0].capabilities["function_response_id"] is True
     assert "function_response_id" in error(
         tmp_path, one_model("model: vertex_ai/m\nfunction_response_id: sometimes\n"))
 
@@ -580,3 +580,20 @@ def test_session_bounds_settings(tmp_path: Path) -> None:
         "general_settings.resume_buffer_seconds: must be a positive number of seconds, got 0")
     assert error(tmp_path, text + "general_settings: {upstream_ping_timeout: -1}\n").endswith(
         "general_settings.upstream_ping_timeout: must be a number of seconds (0 = off), got -1")
+
+
+def test_capabilities_override_the_model_table_and_bad_ones_name_their_field(tmp_path: Path) -> None:
+    from relay.models import caps_for
+
+    text = one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: {text_output: true, thinking: budget}\n")
+    entry = load(tmp_path, text)[0].models[0]
+    caps = caps_for(entry.model, "gemini", entry.capabilities)
+    assert (caps.text_output, caps.thinking, caps.context_update) == (True, "budget", True)
+    assert "litellm_params.capabilities.thinking" in error(
+        tmp_path, one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: {thinking: lots}\n"))
+    assert "litellm_params.capabilities.text_output" in error(
+        tmp_path, one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: {text_output: maybe}\n"))
+    unknown = error(tmp_path, one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: {voices: 3}\n"))
+    assert "litellm_params.capabilities.voices" in unknown and "text_output" in unknown
+    assert "litellm_params.capabilities" in error(
+        tmp_path, one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: [text_output]\n"))

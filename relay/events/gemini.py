@@ -49,6 +49,8 @@ class ServerContent:
     output_transcription: Transcription | None = None
     turn_complete_reason: str | None = None
     waiting_for_input: bool | None = None
+    # IN_PROGRESS | REQUIRES_ACTION | IDLE, "always sent alongside turn_complete" where the model reports it.
+    interaction_status: str | None = None
 
 
 @attrs.define(slots=True)

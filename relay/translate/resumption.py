@@ -111,6 +111,8 @@ class Resumption:
         self._context_audio_ms = 0.0  # of the user audio turns in `_context`
         self._uncovered = False  # a trigger was sent that no handle covers yet
         self._unanswered = False  # a trigger was sent and Gemini has said nothing since
+        # Models whose idle signal is interactionStatus (extended thinking) may go on working after turnComplete.
+        self._model_busy = False
         self._switch_reason: str | None = None  # a planned switch waits for a turn boundary
         self.switches = 0  # connections after the first, resumed or fresh (for logs and tests)
 
@@ -186,6 +188,7 @@ class Resumption:
             and (self._response is None or self._response.finished)
             and self._queued_request is None
             and not self._uncovered
+            and not self._model_busy
             and not self._tools.turn_calls
         )
 
@@ -226,6 +229,7 @@ class Resumption:
     def _connect(self, handle: str | None) -> None:
         self._upstream = UPSTREAM_SETUP_SENT
         self._unanswered = False
+        self._model_busy = False
         # A turnComplete owed by an interrupted turn of the old connection never comes on this one.
         self._swallow_turn_complete = False
         setup = self._next_setup()

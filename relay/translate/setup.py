@@ -23,6 +23,37 @@ VOICES = {
 }
 
 
+# OpenAI `reasoning.effort` → Gemini thinking, for rows that take it.  Budgets: 2.5 Flash spans 0-24,576 tokens.
+_EFFORT_LEVEL = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH"}
+_EFFORT_BUDGET = {"minimal": 0, "low": 1024, "medium": 8192, "high": 16384, "xhigh": 24576}
+
+
+def thinking_config(cfg: SessionConfig, caps: ModelCaps) -> dict[str, Any] | None:
+    """`generationConfig.thinkingConfig` for the session's `reasoning.effort` as the model takes it, or None.
+
+    3.8 Live rejects any thinkingConfig; extended thinking requires a level (low, medium or high: minimal is
+    refused, so it becomes low); 3.1 takes a level; 2.5 native audio a budget."""
+    reasoning = cfg.kept.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    if caps.thinking == "level_required":
+        level = _EFFORT_LEVEL.get(effort, "LOW") if isinstance(effort, str) else "LOW"
+        if caps.thinking_levels and level not in caps.thinking_levels:
+            level = min(caps.thinking_levels, key=lambda name: abs(_LEVELS.index(name) - _LEVELS.index(level)))
+        return {"thinkingLevel": level}
+    if not isinstance(effort, str) or effort not in _EFFORT_LEVEL:
+        return None
+    if caps.thinking == "level":
+        level = _EFFORT_LEVEL[effort]
+        return {"thinkingLevel": level if level in caps.thinking_levels or not caps.thinking_levels
+                else caps.thinking_levels[-1]}
+    if caps.thinking == "budget":
+        return {"thinkingBudget": _EFFORT_BUDGET[effort]}
+    return None
+
+
+_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
+
+
 def upstream_modality(modalities: tuple[str, ...], caps: ModelCaps) -> str:
     if "audio" in modalities or not caps.text_output:
         return "AUDIO"
@@ -65,6 +96,9 @@ def build_setup(
     gen: dict[str, Any] = {"responseModalities": [modality], "temperature": cfg.temperature}
     if cfg.max_output_tokens != "inf":
         gen["maxOutputTokens"] = cfg.max_output_tokens
+    thinking = thinking_config(cfg, caps)
+    if thinking is not None:
+        gen["thinkingConfig"] = thinking
     setup: dict[str, Any] = {"generationConfig": gen}
     if modality == "AUDIO":
         voice = VOICES.get(cfg.voice, cfg.voice)
@@ -76,13 +110,21 @@ def build_setup(
         setup["systemInstruction"] = {"role": "user", "parts": [{"text": system}]}
     setup["realtimeInputConfig"] = _activity_detection(cfg.turn_detection)
     tr = cfg.input_audio_transcription
-    if tr is not None:
+    if tr is not None and not caps.input_transcription and warnings is not None:
+        warnings.append(f"{caps.family} has no input transcription; input_audio_transcription has no effect")
+    if tr is not None and caps.input_transcription:
         spec: dict[str, Any] = {}
         if isinstance(tr.get("language"), str) and tr["language"]:
             spec["languageCodes"] = [tr["language"]]
         setup["inputAudioTranscription"] = spec
     if cfg.tools and cfg.tool_choice != "none":
         decls, dropped = declarations(cfg.tools)
+        if caps.function_behavior == "non_blocking_default":
+            # 3.8 runs calls asynchronously unless told: the OpenAI flow (call, output, response.create) blocks.
+            for decl in decls:
+                decl["behavior"] = "BLOCKING"
+        elif caps.function_behavior == "non_blocking_only":
+            decls = []  # refused at session.update; a config override may still have left some here
         if decls:
             setup["tools"] = [{"functionDeclarations": decls}]
         if warnings is not None:

@@ -261,6 +261,16 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         handler(ev)
 
     def _on_SessionUpdate(self, ev: oa.SessionUpdate) -> None:
+        tools = ev.session.get("tools")
+        if self._caps.function_behavior == "non_blocking_only" and isinstance(tools, list) and any(
+                isinstance(t, dict) and t.get("type", "function") == "function" for t in tools):
+            raise ClientError(
+                "invalid_value",
+                f"{self._caps.family} runs function calls only asynchronously (NON_BLOCKING), which the OpenAI "
+                "flow of call, output and response.create cannot follow: function tools are not supported on this "
+                "model, and the session was not changed.",
+                param="session.tools",
+            )
         before = self._setup_fields()
         if self.dialect == "ga":
             apply_ga(self.session, ev.session)
@@ -330,6 +340,9 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
             if msg.tool_call_cancellation is not None:
                 self._tool_call_cancellation(msg.tool_call_cancellation)
             return
+        if sc.interaction_status is not None and self._caps.idle_signal == "interactionStatus":
+            # turnComplete is not idleness on these models: background work would be lost by a switch.
+            self._model_busy = sc.interaction_status != "IDLE"
         if sc.input_transcription is not None:
             self._input_transcription(sc.input_transcription)
         if sc.model_turn is not None or sc.output_transcription is not None:
