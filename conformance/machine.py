@@ -21,11 +21,13 @@ from conformance.checker import NO_ECHO, Checker
 from conformance.frames import response_side, types, with_id
 from relay.audio import InputConverter
 from relay.codec_gemini import server_message_to_dict
+from relay.errors import ClientError
 from relay.events import gemini as gm
 from relay.events import openai as oa
 from relay.ids import counting_ids
 from relay.models import caps_for
 from relay.translate.conversation import turn_of
+from relay.translate.media import audio_blob
 from relay.translate.translator import Output, Translator
 
 CAPS = caps_for("gemini-2.0-flash-live-preview-04-09")
@@ -212,7 +214,16 @@ class ClientSide(RuleBasedStateMachine):
         return events[n:]
 
     def created(self, item: oa.Item) -> None:
-        turn = turn_of(item)
+        # The translator checks recorded audio into a Gemini blob when it takes the item; do the same to a copy.
+        parts = []
+        for part in item.content or ():
+            if part.type == "input_audio" and part.audio:
+                try:
+                    part = attrs.evolve(part, blob=audio_blob(part.audio, self.t.session.input_audio_format, ""))
+                except ClientError:
+                    pass  # refused by the translator too: no turn
+            parts.append(part)
+        turn = turn_of(attrs.evolve(item, content=parts) if item.content is not None else item)
         if turn is not None:
             self.check.ledger.created[orjson.dumps(turn, option=orjson.OPT_SORT_KEYS).decode()] += 1
 

@@ -46,7 +46,7 @@ def _make_client_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], any_dict)
     # audio_ms is the relay's own bookkeeping, never read from or written to the wire
-    hidden = {"audio_ms": override(omit=True)}
+    hidden = {"audio_ms": override(omit=True), "blob": override(omit=True)}
     conv.register_structure_hook(oa.ContentPart, make_dict_structure_fn(oa.ContentPart, conv, **hidden))
     conv.register_unstructure_hook(oa.ContentPart, make_dict_unstructure_fn(oa.ContentPart, conv, **hidden))
     return conv
@@ -116,7 +116,8 @@ def _make_client_writer() -> cattrs.Converter:
     conv = make_converter(omit_if_default=True)
     conv.register_unstructure_hook(
         oa.ContentPart, make_dict_unstructure_fn(oa.ContentPart, conv, _cattrs_omit_if_default=True,
-                                                 audio_ms=override(omit=True), type=override(omit_if_default=False))
+                                                 audio_ms=override(omit=True), blob=override(omit=True),
+                                                 type=override(omit_if_default=False))
     )
     conv.register_unstructure_hook(
         oa.Item, make_dict_unstructure_fn(oa.Item, conv, _cattrs_omit_if_default=True,
@@ -152,6 +153,10 @@ def _part(part: oa.ContentPart, ga_item: bool) -> dict[str, Any]:
         out["transcript"] = part.transcript
     if part.id is not None:
         out["id"] = part.id
+    if part.image_url is not None:
+        out["image_url"] = part.image_url
+        if part.detail is not None:
+            out["detail"] = part.detail
     return out
 
 
@@ -161,7 +166,8 @@ def _item(item: oa.Item, ga: bool) -> dict[str, Any]:
         out["status"] = item.status
     if item.type == "message":
         out["role"] = item.role
-        out["content"] = [_part(p, ga) for p in item.content or ()]
+        # The beta protocol has no image parts: its clients see the rest of the item.
+        out["content"] = [_part(p, ga) for p in item.content or () if ga or p.type != "input_image"]
     elif item.type == "function_call":
         out["call_id"] = item.call_id
         out["name"] = item.name

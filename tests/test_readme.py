@@ -19,13 +19,13 @@ def run_example(code: str, port: int, tmp_path: Path, *args: str) -> str:
     script = tmp_path / "example.py"
     script.write_text(code.replace("127.0.0.1:4000", f"127.0.0.1:{port}"))
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60,
-                         env={"RELAY_URL": f"http://127.0.0.1:{port}/v1", "PATH": "/usr/bin:/bin"})
+                         cwd=tmp_path, env={"RELAY_URL": f"http://127.0.0.1:{port}/v1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     return out.stdout
 
 
 def test_readme_has_the_examples_we_run():
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
 
 
 def test_readme_sdk_examples_print_the_reply(tmp_path):
@@ -52,5 +52,14 @@ def test_readme_wav_example_saves_the_spoken_reply(tmp_path):
 
 def test_readme_tool_example_calls_the_tool_and_prints_the_reply(tmp_path):
     with relay_process() as (_, port, _banner):
-        out = run_example(BLOCKS[3], port, tmp_path)
+        out = run_example(BLOCKS[4], port, tmp_path)
     assert out.splitlines() == ["model calls get_time({'zone': 'example'})", 'Result: get_time {"time":"12:00"}']
+
+
+def test_readme_image_example_sends_the_image_and_prints_the_reply(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    (tmp_path / "chart.png").write_bytes(png)
+    with relay_process() as (_, port, _banner):
+        out = run_example(BLOCKS[3], port, tmp_path)
+    # The emulator answers with the user's text and acknowledges each image with its MIME type and size.
+    assert out.strip() == f"Echo: What does this chart show? [image image/png {len(png)} bytes]"

@@ -20,15 +20,19 @@ Json = Any
 @attrs.define(slots=True)
 class ContentPart:
     """One part of a message item.  `type` is internal: text|audio for assistant output,
-    input_text|input_audio|item_reference for user/system input."""
+    input_text|input_audio|input_image|item_reference for user/system input."""
 
     type: str
     text: str | None = None
     audio: str | None = None
     transcript: str | None = None
     id: str | None = None
-    # Not on the wire: how much audio the part holds, in ms (the relay keeps no audio bytes).
+    image_url: str | None = None  # input_image: a data URL
+    detail: str | None = None  # input_image: auto | low | high
+    # Not on the wire: how much audio the part holds, in ms (the relay keeps no streamed audio bytes).
     audio_ms: float = attrs.field(default=0.0, eq=False, repr=False)
+    # Not on the wire: the Gemini blob of an input_image or input_audio part, checked when the item was created.
+    blob: dict[str, str] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.define(slots=True)

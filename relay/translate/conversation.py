@@ -11,6 +11,7 @@ import orjson
 from relay.errors import ClientError
 from relay.events import openai as oa
 from relay.translate.base import UPSTREAM_NONE
+from relay.translate.media import audio_blob, image_blob
 from relay.translate.tools import Call, function_response
 
 log = logging.getLogger("relay.translate")
@@ -94,7 +95,7 @@ class Conversation:
                 "item.role",
             )
         allowed = {
-            "user": ("input_text", "input_audio"),
+            "user": ("input_text", "input_audio", "input_image"),
             "system": ("input_text",),
             "assistant": ("text", "output_text"),
         }[item.role]
@@ -108,6 +109,13 @@ class Conversation:
                 )
             if part.type == "output_text":
                 part.type = "text"
+            elif part.type == "input_image":
+                if part.detail not in (None, "auto", "low", "high"):
+                    raise ClientError("invalid_value", f"Invalid value: '{part.detail}'. Supported values are: "
+                                      "'auto', 'low', 'high'.", f"item.content[{i}].detail")
+                part.blob = image_blob(part.image_url, f"item.content[{i}].image_url")
+            elif part.type == "input_audio" and part.audio:
+                part.blob = audio_blob(part.audio, self.session.input_audio_format, f"item.content[{i}].audio")
         if not item.content:
             raise ClientError(
                 "missing_required_parameter", "Missing required parameter: 'item.content'.", "item.content"
@@ -188,8 +196,8 @@ def turn_of(item: oa.Item) -> dict[str, Any] | None:
     for p in item.content or ():
         if p.type in ("input_text", "text", "output_text") and p.text:
             parts.append({"text": p.text})
-        elif p.type == "input_audio" and p.audio:
-            parts.append({"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": p.audio}})
+        elif p.type in ("input_image", "input_audio") and p.blob is not None:
+            parts.append({"inlineData": dict(p.blob)})
         elif p.type in ("audio", "input_audio") and p.transcript:
             parts.append({"text": p.transcript})
     if not parts:

@@ -101,8 +101,13 @@ class Responding:
             self._end_manual_activity()
             return
         if self._caps.text_via_realtime_input and self._upstream == UPSTREAM_READY and turns:
+            # Images and recorded audio go the way of the text on these models: as realtime input, before it.
+            for blob in (p["inlineData"] for t in turns for p in t["parts"] if "inlineData" in p):
+                kind = "video" if blob["mimeType"].startswith("image/") else "audio"
+                self._send_upstream({"realtimeInput": {kind: blob}})
             text = "\n".join(p["text"] for t in turns for p in t["parts"] if "text" in p)
-            self._send_upstream({"realtimeInput": {"text": text}})
+            if text or not any("inlineData" in p for t in turns for p in t["parts"]):
+                self._send_upstream({"realtimeInput": {"text": text}})
             return
         content: dict[str, Any] = {"turnComplete": True}
         if turns:
