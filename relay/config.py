@@ -19,7 +19,7 @@ import attrs
 import cattrs
 import yaml
 
-from relay.models import caps_for, with_overrides
+from relay.models import GeminiOptions, ModelCaps, caps_for, with_overrides
 from relay.transport import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TransportName
 
 ENV_PREFIX = "os.environ/"
@@ -53,6 +53,8 @@ class ModelEntry:
     # Overrides of the model table's row (relay.models.ModelCaps fields), already checked; `function_response_id`
     # and `context_update` set directly in litellm_params land here too.
     capabilities: dict[str, Any] = attrs.field(factory=dict)
+    # Gemini features the operator turned on for this model (thinking, affective dialog, proactive audio, ...).
+    options: GeminiOptions = attrs.field(factory=GeminiOptions)
     # Gemini's contextWindowCompression: {trigger_tokens, target_tokens} (either optional), False (never), or
     # None (on for sessions with audio).
     context_window_compression: dict[str, int] | bool | None = None
@@ -102,6 +104,14 @@ class _LitellmParams:
     context_update: bool | None = None
     context_window_compression: Any = None  # a mapping or false; checked by hand
     capabilities: Any = None  # a mapping of relay.models.ModelCaps fields; checked against the table
+    # Gemini features (relay.models.GeminiOptions), checked against the model's row.
+    thinking_budget: Any = None
+    thinking_level: str | None = None
+    include_thoughts: Any = None
+    affective_dialog: Any = None
+    proactive_audio: Any = None
+    media_resolution: str | None = None
+    language_code: str | None = None
 
 
 @attrs.define
@@ -130,7 +140,7 @@ class _GeneralSettings:
 _STRING_PARAMS = tuple(
     f.name for f in attrs.fields(_LitellmParams)
     if f.name not in ("vertex_credentials", "function_response_id", "context_update", "context_window_compression",
-                      "capabilities")
+                      "capabilities", "thinking_budget", "include_thoughts", "affective_dialog", "proactive_audio")
 )
 
 
@@ -312,6 +322,28 @@ def _capabilities(p: _LitellmParams, model: str, provider: str) -> dict[str, Any
     return out
 
 
+def _options(p: _LitellmParams, res: Mapping[str, str | None], caps: ModelCaps) -> GeminiOptions:
+    """The model's Gemini features, each checked for its type and against what the model takes."""
+    flags = {}
+    for key in ("include_thoughts", "affective_dialog", "proactive_audio"):
+        value = getattr(p, key)
+        if value is not None and not isinstance(value, bool):
+            raise _Problem(f"litellm_params.{key}", f"must be true or false, got {_kind(value)}")
+        flags[key] = value
+    budget = p.thinking_budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+        raise _Problem("litellm_params.thinking_budget", f"must be a whole number of tokens, 0 or more; got {budget!r}")
+    options = GeminiOptions(
+        thinking_budget=budget, thinking_level=res["thinking_level"], include_thoughts=bool(flags["include_thoughts"]),
+        affective_dialog=bool(flags["affective_dialog"]), proactive_audio=flags["proactive_audio"],
+        media_resolution=res["media_resolution"], language_code=res["language_code"])
+    problems = options.problems(caps)
+    if problems:
+        field, message = problems[0]
+        raise _Problem(f"litellm_params.{field}", message)
+    return options
+
+
 def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[str], label: str) -> ModelEntry:
     p = raw.litellm_params
     name = _resolve(raw.model_name, "model_name", env) or ""
@@ -371,8 +403,11 @@ def _build_entry(raw: _ModelListEntry, env: Mapping[str, str], warnings: list[st
     )
     compression = _compression(p.context_window_compression)
     capabilities = _capabilities(p, upstream_model, provider)
+    options = _options(p, res, caps_for(upstream_model, "vertex" if provider == "vertex_ai" else "gemini",
+                                        capabilities))
     return ModelEntry(
         capabilities=capabilities,
+        options=options,
         context_window_compression=compression,
         model_name=name,
         provider=provider,  # type: ignore[arg-type]  # checked against _PROVIDERS above

@@ -66,6 +66,43 @@ class ModelCaps:
     function_response_id: bool = attrs.field(default=True, validator=v.instance_of(bool))
 
 
+@attrs.frozen
+class GeminiOptions:
+    """Gemini features an operator turns on per model (`litellm_params`), checked against the model's row at start."""
+
+    thinking_budget: int | None = None  # rows that take a budget; a session's reasoning.effort overrides it
+    thinking_level: str | None = None  # rows that take a level (MINIMAL, LOW, MEDIUM, HIGH)
+    include_thoughts: bool = False  # Gemini sends thought summaries; the relay never forwards them as text
+    affective_dialog: bool = False
+    proactive_audio: bool | None = None
+    media_resolution: str | None = None  # LOW | MEDIUM | HIGH
+    language_code: str | None = None  # the language of the model's speech, e.g. "de-DE"
+
+    def problems(self, caps: ModelCaps) -> list[tuple[str, str]]:
+        """(field, message) for each option `caps` cannot take."""
+        out: list[tuple[str, str]] = []
+        if self.thinking_budget is not None and caps.thinking != "budget":
+            out.append(("thinking_budget", f"{caps.family} takes no thinkingBudget"
+                        + (" (it takes thinking_level)" if caps.thinking in ("level", "level_required") else "")))
+        if self.thinking_level is not None:
+            if caps.thinking not in ("level", "level_required"):
+                out.append(("thinking_level", f"{caps.family} takes no thinkingLevel"))
+            elif caps.thinking_levels and self.thinking_level.upper() not in caps.thinking_levels:
+                out.append(("thinking_level", f"{caps.family} takes " + ", ".join(caps.thinking_levels)))
+        if self.include_thoughts and caps.thinking == "none":
+            out.append(("include_thoughts", f"{caps.family} takes no thinking configuration"))
+        if self.affective_dialog and not caps.affective_dialog:
+            out.append(("affective_dialog", f"{caps.family} has no affective dialog"))
+        if self.proactive_audio is not None:
+            if caps.proactive_audio == "no" and self.proactive_audio:
+                out.append(("proactive_audio", f"{caps.family} has no proactive audio"))
+            elif caps.proactive_audio == "always" and not self.proactive_audio:
+                out.append(("proactive_audio", f"{caps.family} always has proactive audio on; it cannot be turned off"))
+        if self.media_resolution is not None and self.media_resolution.upper() not in ("LOW", "MEDIUM", "HIGH"):
+            out.append(("media_resolution", "must be low, medium or high"))
+        return out
+
+
 # Rows per model family with their Gemini API facts, and what differs on Vertex.  Patterns search the model id.
 _ROWS: tuple[tuple[str, str, ModelCaps, dict[str, Any]], ...] = (
     ("gemini-3.8-live-extended-thinking", r"^gemini-3\.8-live-extended-thinking", ModelCaps(

@@ -115,7 +115,7 @@ class RelayServer:
         caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
         translator = Translator(ids, caps, dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE,
                                 compression=entry.context_window_compression,
-                                switch_buffer_ms=self.config.resume_buffer_seconds * 1000)
+                                switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
         label = f"[{translator.session.id} {model}]"
         self.active_sessions += 1
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")

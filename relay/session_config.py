@@ -55,6 +55,12 @@ class SessionConfig:
     kept: dict[str, Any] = attrs.Factory(dict)
 
 
+def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The session's tools as OpenAI's schema has them: relay extensions (`google_search`) are honoured but not
+    echoed, so that clients validating `session.updated` against the SDK's types accept it."""
+    return [t for t in tools if t.get("type") != "google_search"]
+
+
 # ---------------------------------------------------------------- reading patches
 
 
@@ -239,7 +245,7 @@ def render_beta(cfg: SessionConfig) -> dict[str, Any]:
         "input_audio_transcription": cfg.input_audio_transcription,
         "input_audio_noise_reduction": cfg.input_audio_noise_reduction,
         "turn_detection": cfg.turn_detection,
-        "tools": cfg.tools,
+        "tools": _openai_tools(cfg.tools),
         "tool_choice": cfg.tool_choice,
         "temperature": cfg.temperature,
         "max_response_output_tokens": cfg.max_output_tokens,
@@ -260,7 +266,7 @@ def render_ga(cfg: SessionConfig) -> dict[str, Any]:
         "id": cfg.id,
         "output_modalities": ["audio"] if "audio" in cfg.modalities else ["text"],
         "instructions": cfg.instructions,
-        "tools": cfg.tools,
+        "tools": _openai_tools(cfg.tools),
         "tool_choice": cfg.tool_choice,
         "max_output_tokens": cfg.max_output_tokens,
         "tracing": None,

@@ -597,3 +597,20 @@ def test_capabilities_override_the_model_table_and_bad_ones_name_their_field(tmp
     assert "litellm_params.capabilities.voices" in unknown and "text_output" in unknown
     assert "litellm_params.capabilities" in error(
         tmp_path, one_model("model: gemini/gemini-3.8-live\napi_key: k\ncapabilities: [text_output]\n"))
+
+
+def test_gemini_features_are_checked_against_the_model(tmp_path: Path) -> None:
+    native = "model: gemini/gemini-live-2.5-flash-native-audio\napi_key: k\n"
+    entry = load(tmp_path, one_model(native + "thinking_budget: 512\naffective_dialog: true\nproactive_audio: true\n"
+                                     "media_resolution: low\nlanguage_code: de-DE\n"))[0].models[0]
+    assert (entry.options.thinking_budget, entry.options.affective_dialog, entry.options.proactive_audio) == (
+        512, True, True)
+    live = "model: gemini/gemini-3.8-live\napi_key: k\n"
+    assert "litellm_params.proactive_audio" in error(tmp_path, one_model(live + "proactive_audio: false\n"))
+    assert "litellm_params.thinking_budget" in error(tmp_path, one_model(live + "thinking_budget: 100\n"))
+    assert "litellm_params.affective_dialog" in error(tmp_path, one_model(live + "affective_dialog: true\n"))
+    assert "litellm_params.thinking_level" in error(tmp_path, one_model(
+        "model: gemini/gemini-3.8-live-extended-thinking\napi_key: k\nthinking_level: minimal\n"))
+    assert "litellm_params.thinking_budget" in error(tmp_path, one_model(native + "thinking_budget: lots\n"))
+    assert "litellm_params.media_resolution" in error(tmp_path, one_model(native + "media_resolution: huge\n"))
+    assert "litellm_params.affective_dialog" in error(tmp_path, one_model(native + "affective_dialog: 'yes'\n"))

@@ -130,3 +130,49 @@ def test_a_text_client_of_an_audio_only_model_gets_text_from_the_transcript_and_
     assert not [k for k in kinds if "audio" in k], kinds
     assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Hello there."
     assert events[-1]["type"] == "response.done" and events[-1]["response"]["status"] == "completed"
+
+
+def options_setup(model: str, options, session: dict | None = None) -> dict:
+    from relay.ids import counting_ids
+    from relay.translate import Translator
+    from tests.schemas import validate_gemini
+
+    t = Translator(counting_ids(), caps_for(model, "gemini"), dialect="ga", options=options)
+    t.start()
+    import orjson
+    t.client_frame(orjson.dumps({"type": "session.update", "session": {"type": "realtime", **(session or {})}}))
+    t.client_frame(orjson.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}}))
+    out = t.client_frame(orjson.dumps({"type": "response.create"}))
+    assert out.connect is not None
+    validate_gemini({"setup": {**out.connect.setup["setup"], "model": "models/m"}})
+    return out.connect.setup["setup"]
+
+
+def test_the_operators_gemini_features_reach_the_setup_where_the_model_takes_them():
+    from relay.models import GeminiOptions
+
+    native = options_setup("gemini-live-2.5-flash-native-audio", GeminiOptions(
+        thinking_budget=512, include_thoughts=True, affective_dialog=True, proactive_audio=True,
+        media_resolution="low", language_code="de-DE"), {"output_modalities": ["audio"]})
+    gen = native["generationConfig"]
+    assert gen["thinkingConfig"] == {"thinkingBudget": 512, "includeThoughts": True}
+    assert gen["enableAffectiveDialog"] is True and gen["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
+    assert gen["speechConfig"]["languageCode"] == "de-DE"
+    assert native["proactivity"] == {"proactiveAudio": True}
+    # A session's reasoning.effort wins over the configured budget.
+    effort = options_setup("gemini-live-2.5-flash-native-audio", GeminiOptions(thinking_budget=512),
+                           {"reasoning": {"effort": "minimal"}})
+    assert effort["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    # 3.8: proactive audio is always on, so `true` sends nothing (false would be refused at start).
+    live = options_setup("gemini-3.8-live", GeminiOptions(proactive_audio=True))
+    assert "proactivity" not in live and "thinkingConfig" not in live["generationConfig"]
+    level = options_setup("gemini-3.8-live-extended-thinking", GeminiOptions(thinking_level="high"))
+    assert level["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "HIGH"}
+
+
+def test_google_search_in_session_tools_becomes_geminis_search_tool_beside_the_functions():
+    setup = options_setup("gemini-live-2.5-flash-native-audio", None,
+                          {"tools": [TIME, {"type": "google_search"}]})
+    assert setup["tools"][0]["functionDeclarations"][0]["name"] == "get_time"
+    assert setup["tools"][1] == {"googleSearch": {}}

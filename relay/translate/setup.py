@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.models import ModelCaps
+from relay.models import GeminiOptions, ModelCaps
 from relay.session_config import SessionConfig
 from relay.translate.tools import declarations
 
@@ -23,24 +23,40 @@ VOICES = {
 }
 
 
+NO_OPTIONS = GeminiOptions()
+# A relay extension in session tools: Gemini's own Google Search grounding.
+GOOGLE_SEARCH = "google_search"
+
 # OpenAI `reasoning.effort` → Gemini thinking, for rows that take it.  Budgets: 2.5 Flash spans 0-24,576 tokens.
 _EFFORT_LEVEL = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH"}
 _EFFORT_BUDGET = {"minimal": 0, "low": 1024, "medium": 8192, "high": 16384, "xhigh": 24576}
 
 
-def thinking_config(cfg: SessionConfig, caps: ModelCaps) -> dict[str, Any] | None:
+def thinking_config(cfg: SessionConfig, caps: ModelCaps, options: GeminiOptions = NO_OPTIONS) -> dict[str, Any] | None:
     """`generationConfig.thinkingConfig` for the session's `reasoning.effort` as the model takes it, or None.
 
     3.8 Live rejects any thinkingConfig; extended thinking requires a level (low, medium or high: minimal is
     refused, so it becomes low); 3.1 takes a level; 2.5 native audio a budget."""
     reasoning = cfg.kept.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    thinking = _thinking(caps, effort, options)
+    if thinking is not None and options.include_thoughts:
+        thinking["includeThoughts"] = True
+    return thinking
+
+
+def _thinking(caps: ModelCaps, effort: Any, options: GeminiOptions) -> dict[str, Any] | None:
+    configured = options.thinking_level.upper() if options.thinking_level else None
     if caps.thinking == "level_required":
-        level = _EFFORT_LEVEL.get(effort, "LOW") if isinstance(effort, str) else "LOW"
+        level = _EFFORT_LEVEL.get(effort, configured or "LOW") if isinstance(effort, str) else configured or "LOW"
         if caps.thinking_levels and level not in caps.thinking_levels:
             level = min(caps.thinking_levels, key=lambda name: abs(_LEVELS.index(name) - _LEVELS.index(level)))
         return {"thinkingLevel": level}
     if not isinstance(effort, str) or effort not in _EFFORT_LEVEL:
+        if caps.thinking == "level" and configured:
+            return {"thinkingLevel": configured}
+        if caps.thinking == "budget" and options.thinking_budget is not None:
+            return {"thinkingBudget": options.thinking_budget}
         return None
     if caps.thinking == "level":
         level = _EFFORT_LEVEL[effort]
@@ -88,7 +104,8 @@ def _activity_detection(td: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def build_setup(
-    cfg: SessionConfig, caps: ModelCaps, extra_system: list[str] = (), warnings: list[str] | None = None
+    cfg: SessionConfig, caps: ModelCaps, extra_system: list[str] = (), warnings: list[str] | None = None,
+    options: GeminiOptions = NO_OPTIONS,
 ) -> dict[str, Any]:
     """A `setup` without `model`: the upstream layer owns the model path (project, location).
     What could not be mapped is appended to `warnings`."""
@@ -96,19 +113,27 @@ def build_setup(
     gen: dict[str, Any] = {"responseModalities": [modality], "temperature": cfg.temperature}
     if cfg.max_output_tokens != "inf":
         gen["maxOutputTokens"] = cfg.max_output_tokens
-    thinking = thinking_config(cfg, caps)
+    thinking = thinking_config(cfg, caps, options)
     if thinking is not None:
         gen["thinkingConfig"] = thinking
+    if options.affective_dialog and caps.affective_dialog:
+        gen["enableAffectiveDialog"] = True
+    if options.media_resolution:
+        gen["mediaResolution"] = "MEDIA_RESOLUTION_" + options.media_resolution.upper()
     setup: dict[str, Any] = {"generationConfig": gen}
     if modality == "AUDIO":
         voice = VOICES.get(cfg.voice, cfg.voice)
         gen["speechConfig"] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}}
+        if options.language_code:
+            gen["speechConfig"]["languageCode"] = options.language_code
         # OpenAI audio always comes with a transcript; Gemini only sends one when asked.
         setup["outputAudioTranscription"] = {}
     system = "\n\n".join(t for t in (cfg.instructions, *extra_system) if t)
     if system:
         setup["systemInstruction"] = {"role": "user", "parts": [{"text": system}]}
     setup["realtimeInputConfig"] = _activity_detection(cfg.turn_detection)
+    if options.proactive_audio and caps.proactive_audio == "optional":
+        setup["proactivity"] = {"proactiveAudio": True}
     tr = cfg.input_audio_transcription
     if tr is not None and not caps.input_transcription and warnings is not None:
         warnings.append(f"{caps.family} has no input transcription; input_audio_transcription has no effect")
@@ -119,14 +144,18 @@ def build_setup(
         setup["inputAudioTranscription"] = spec
     if cfg.tools and cfg.tool_choice != "none":
         decls, dropped = declarations(cfg.tools)
+        search = any(isinstance(t, dict) and t.get("type") == GOOGLE_SEARCH for t in cfg.tools)
         if caps.function_behavior == "non_blocking_default":
             # 3.8 runs calls asynchronously unless told: the OpenAI flow (call, output, response.create) blocks.
             for decl in decls:
                 decl["behavior"] = "BLOCKING"
         elif caps.function_behavior == "non_blocking_only":
             decls = []  # refused at session.update; a config override may still have left some here
-        if decls:
-            setup["tools"] = [{"functionDeclarations": decls}]
+        tools: list[dict[str, Any]] = [{"functionDeclarations": decls}] if decls else []
+        if search:
+            tools.append({"googleSearch": {}})
+        if tools:
+            setup["tools"] = tools
         if warnings is not None:
             warnings.extend(dropped)
             if cfg.tool_choice not in ("auto", None):

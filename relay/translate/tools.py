@@ -148,6 +148,8 @@ def declarations(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
     for tool in tools:
+        if tool.get("type") == "google_search":
+            continue  # not a function: build_setup adds Gemini's googleSearch tool for it
         if tool.get("type", "function") != "function" or not isinstance(tool.get("name"), str):
             warnings.append(f"tool of type {tool.get('type')!r} is not supported and was left out")
             continue

@@ -15,7 +15,7 @@ from relay.errors import ClientError
 from relay.events import gemini as gm
 from relay.events import openai as oa
 from relay.ids import IdFactory
-from relay.models import ModelCaps
+from relay.models import GeminiOptions, ModelCaps
 from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, is_ga_shaped
 from relay.translate.audio_in import AudioInput, InputAudioState
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
@@ -45,11 +45,13 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         max_frame_bytes: int = 16 * 1024 * 1024,
         compression: dict[str, int] | bool | None = None,
         switch_buffer_ms: float = DEFAULT_SWITCH_BUFFER_MS,
+        options: GeminiOptions | None = None,
     ) -> None:
         """`compression`: Gemini's contextWindowCompression, as `{trigger_tokens, target_tokens}` (either
         optional), True, False, or None for the default (on for sessions with audio)."""
         self._ids = ids
         self._caps = caps
+        self._options = options or GeminiOptions()  # the operator's Gemini features for this model
         self.dialect: Dialect | None = dialect
         self._dialect_fixed = dialect is not None
         self._max_frame = max_frame_bytes
@@ -194,7 +196,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._upstream_modality = upstream_modality(cfg.modalities, self._caps)
         self._upstream_manual = manual
         warnings: list[str] = []
-        setup = build_setup(cfg, self._caps, self._system_notes, warnings)
+        setup = build_setup(cfg, self._caps, self._system_notes, warnings, self._options)
         for warning in warnings:
             log.warning("%s", warning)
         body = setup["setup"]
@@ -302,7 +304,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._want_switch("session.update")
 
     def _setup_fields(self) -> dict[str, Any]:
-        setup = build_setup(self.session, self._caps, self._system_notes)["setup"]
+        setup = build_setup(self.session, self._caps, self._system_notes, options=self._options)["setup"]
         # compare generation settings one by one so the notice can name them
         for key, value in setup.pop("generationConfig").items():
             setup["generationConfig." + key] = value
