@@ -18,7 +18,7 @@ from cattrs.preconf.orjson import make_converter
 
 from relay.errors import ClientError
 from relay.events import openai as oa
-from relay.session_config import GA_FORMATS, Dialect, SessionConfig, render
+from relay.session_config import GA_FORMATS, Dialect, SessionConfig, render, voice_name
 
 # ---------------------------------------------------------------- parsing client events
 
@@ -217,10 +217,10 @@ def _response(r: oa.Response, ga: bool) -> dict[str, Any]:
     if ga:
         out["output_modalities"] = ["audio"] if "audio" in r.modalities else ["text"]
         out["max_output_tokens"] = r.max_output_tokens
-        out["audio"] = {"output": {"format": GA_FORMATS[r.output_audio_format], "voice": r.voice}}
+        out["audio"] = {"output": {"format": GA_FORMATS[r.output_audio_format], "voice": voice_name(r.voice)}}
     else:
         out["modalities"] = list(r.modalities)
-        out["voice"] = r.voice
+        out["voice"] = voice_name(r.voice)  # a name in both dialects' response schemas
         out["output_audio_format"] = r.output_audio_format
         out["temperature"] = r.temperature
         out["max_output_tokens"] = r.max_output_tokens

@@ -108,6 +108,9 @@ class Session:
         self._label = label
         self._link: _Link | None = None
         self._nursery: trio.Nursery | None = None
+        # The clock of the translator's idle_timeout_ms, and the arming it times.
+        self._idle_scope: trio.CancelScope | None = None
+        self._idle_epoch = -1
 
     async def run(self) -> None:
         try:
@@ -164,6 +167,8 @@ class Session:
         if out.close is not None:
             self._outbox.finish(out.close)
         self._watch_reply()
+        if self._t.idle_armed or self._idle_scope is not None:
+            self._watch_idle()
 
     def _client_overflow(self) -> None:
         assert self._nursery is not None
@@ -231,6 +236,26 @@ class Session:
             wait.deadline = math.inf
         elif wait.deadline == math.inf:
             wait.deadline = trio.current_time() + self._response_timeout
+
+    def _watch_idle(self) -> None:
+        """Run the translator's idle timer (`idle_timeout_ms`): restart it when it is armed anew, stop it when
+        the user did something; when it runs out, the translator commits the silence and responds."""
+        ms, epoch = self._t.idle_timeout_ms, self._t.idle_epoch
+        scope = self._idle_scope
+        if scope is not None and (ms is None or epoch != self._idle_epoch):
+            scope.cancel()
+            self._idle_scope = scope = None
+        if ms is None or scope is not None:
+            return
+        assert self._nursery is not None
+        self._idle_scope, self._idle_epoch = trio.CancelScope(), epoch
+        self._nursery.start_soon(self._idle_timer, self._idle_scope, epoch, ms / 1000)
+
+    async def _idle_timer(self, scope: trio.CancelScope, epoch: int, seconds: float) -> None:
+        with scope:
+            await trio.sleep(seconds)
+            self._idle_scope = None
+            self._route(self._t.idle_timeout(epoch))
 
     # ------------------------------------------------------------ client side
 

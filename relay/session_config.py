@@ -41,7 +41,7 @@ class SessionConfig:
     id: str
     instructions: str = ""
     modalities: tuple[str, ...] = ("text", "audio")
-    voice: str = "alloy"
+    voice: str | dict[str, Any] = "alloy"  # a name, or (GA, 2026) a custom voice object {"id": ...}
     input_audio_format: str = "pcm16"
     output_audio_format: str = "pcm16"
     input_audio_transcription: dict[str, Any] | None = None
@@ -53,6 +53,18 @@ class SessionConfig:
     max_output_tokens: int | Literal["inf"] = "inf"
     speed: float = 1.0
     kept: dict[str, Any] = attrs.Factory(dict)
+
+
+def voice_name(voice: str | dict[str, Any]) -> str:
+    return voice if isinstance(voice, str) else str(voice["id"])
+
+
+def _voice(value: Any, param: str) -> str | dict[str, Any]:
+    if isinstance(value, dict):
+        if not isinstance(value.get("id"), str) or not value["id"]:
+            raise ClientError("missing_required_parameter", f"Missing required parameter: '{param}.id'.", f"{param}.id")
+        return dict(value)
+    return _expect(value, str, param, "a string")
 
 
 def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,7 +170,7 @@ def apply_beta(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session
         elif key == "instructions":
             changes["instructions"] = _expect(value, str, f"{p}.instructions", "a string")
         elif key == "voice":
-            changes["voice"] = _expect(value, str, f"{p}.voice", "a string")
+            changes["voice"] = _voice(value, f"{p}.voice")
         elif key in ("input_audio_format", "output_audio_format"):
             changes[key] = _format(value, f"{p}.{key}", ga=False)
         elif key in ("input_audio_transcription", "input_audio_noise_reduction"):
@@ -239,7 +251,7 @@ def render_beta(cfg: SessionConfig) -> dict[str, Any]:
         "object": "realtime.session",
         "modalities": list(cfg.modalities),
         "instructions": cfg.instructions,
-        "voice": cfg.voice,
+        "voice": voice_name(cfg.voice),  # beta has no voice objects
         "input_audio_format": cfg.input_audio_format,
         "output_audio_format": cfg.output_audio_format,
         "input_audio_transcription": cfg.input_audio_transcription,

@@ -419,6 +419,16 @@ class SpeechStarted:
 
 
 @attrs.frozen
+class InputAudioBufferTimeoutTriggered:
+    """GA only: `idle_timeout_ms` passed with no speech after a response."""
+
+    WIRE: ClassVar[tuple[str | None, str | None]] = (None, "input_audio_buffer.timeout_triggered")
+    audio_start_ms: int
+    audio_end_ms: int
+    item_id: str
+
+
+@attrs.frozen
 class SpeechStopped:
     WIRE: ClassVar[tuple[str | None, str | None]] = (
         "input_audio_buffer.speech_stopped",

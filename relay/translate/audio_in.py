@@ -66,6 +66,7 @@ class AudioInput:
             a.buffer_start_ms = a.total_ms
         a.total_ms += ms
         a.buffer_ms += ms
+        self._idle_heard(chunks)
         mime = a.converter.mime_type
         for chunk in chunks:
             self._send_upstream({"realtimeInput": {"audio": {"mimeType": mime, "data": chunk}}})
@@ -79,6 +80,7 @@ class AudioInput:
                 f"but buffer only has {a.buffer_ms:.2f}ms of audio.",
             )
         # Under VAD Gemini decides turns itself: a commit only closes the item on our side.
+        self._idle_disarm()
         self._commit_audio_item()
         # The committed item is user input: a response.create held for the first input is answered now, as if
         # it came after the commit (a later item would release it while the client thinks it long answered).
@@ -90,6 +92,7 @@ class AudioInput:
         # continues with whatever comes next (documented limitation).
         a.buffer_ms = 0.0
         a.speech_item = None
+        self._idle_disarm()
         self._emit(oa.InputAudioBufferCleared())
 
     def _on_OutputAudioBufferClear(self, ev: oa.OutputAudioBufferClear) -> None:
@@ -124,6 +127,7 @@ class AudioInput:
         if self._manual_turns() or a.speech_item is not None or a.buffer_ms == 0:
             return
         a.speech_item = self._items.new_id(self._ids)
+        self._idle_disarm()
         self._emit(oa.SpeechStarted(int(a.buffer_start_ms), a.speech_item))
 
     def _vad_turn_ended(self) -> None:

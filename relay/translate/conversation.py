@@ -130,6 +130,7 @@ class Conversation:
 
     def _user_input(self) -> None:
         self._had_user_input = True
+        self._idle_disarm()
         if self._held is not None:
             held, self._held = self._held, None
             self._request_response(held)

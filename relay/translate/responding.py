@@ -69,6 +69,7 @@ class Responding:
 
     def _start_response(self, params: dict[str, Any], send: bool) -> None:
         """response.created, and (with `send`) the pending turns that make Gemini answer."""
+        self._idle_disarm()
         self._audio.turn_taken = False
         probe = attrs.evolve(self.session, kept={})
         try:
@@ -178,6 +179,8 @@ class Responding:
         if self._response is not None and not self._response.finished:
             self._response.finish(status, reason, usage=usage_from_gemini(self._usage))
             self._model_reply_done(self._response.response.output)
+            self._response = None
+            self._idle_arm()
         self._response = None
         self._usage = None
 

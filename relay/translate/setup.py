@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.models import GeminiOptions, ModelCaps
-from relay.session_config import SessionConfig
+from relay.session_config import SessionConfig, voice_name
 from relay.translate.tools import declarations
 
 # OpenAI voice names → Gemini prebuilt voices (the same choices LiteLLM made); others pass through.
@@ -70,6 +70,27 @@ def _thinking(caps: ModelCaps, effort: Any, options: GeminiOptions) -> dict[str,
 _LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
 
 
+def compression_for_truncation(truncation: Any) -> dict[str, int] | bool | None:
+    """Gemini's nearest knob for OpenAI's `truncation` (GA session field): "disabled" means no compression,
+    "auto" and a retention ratio mean compression (with the ratio's token limit as trigger and the ratio of it as
+    target, when given); None when the session says nothing."""
+    if truncation == "disabled":
+        return False
+    if truncation == "auto":
+        return True
+    if isinstance(truncation, dict) and truncation.get("type") == "retention_ratio":
+        limits = truncation.get("token_limits")
+        limit = limits.get("post_instructions") if isinstance(limits, dict) else None
+        ratio = truncation.get("retention_ratio")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            out = {"trigger_tokens": limit}
+            if isinstance(ratio, int | float) and not isinstance(ratio, bool) and 0 < ratio < 1:
+                out["target_tokens"] = max(1, int(limit * ratio))
+            return out
+        return True
+    return None
+
+
 def upstream_modality(modalities: tuple[str, ...], caps: ModelCaps) -> str:
     if "audio" in modalities or not caps.text_output:
         return "AUDIO"
@@ -122,7 +143,12 @@ def build_setup(
         gen["mediaResolution"] = "MEDIA_RESOLUTION_" + options.media_resolution.upper()
     setup: dict[str, Any] = {"generationConfig": gen}
     if modality == "AUDIO":
-        voice = VOICES.get(cfg.voice, cfg.voice)
+        # A custom OpenAI voice ({"id": "voice_..."}) has no Gemini twin: the default voice speaks, unless the
+        # id names a Gemini voice.
+        name = voice_name(cfg.voice)
+        if not isinstance(cfg.voice, str) and name.startswith("voice_"):
+            name = "alloy"
+        voice = VOICES.get(name, name)
         gen["speechConfig"] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}}
         if options.language_code:
             gen["speechConfig"]["languageCode"] = options.language_code

@@ -20,6 +20,7 @@ from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, i
 from relay.translate.audio_in import AudioInput, InputAudioState
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
 from relay.translate.conversation import Conversation
+from relay.translate.idle import IdleTimer
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
 from relay.translate.response import ResponseBuilder
@@ -30,13 +31,13 @@ from relay.translate.resumption import (
     audio_ms_of,
     is_activity_signal,
 )
-from relay.translate.setup import build_setup, upstream_modality
+from relay.translate.setup import build_setup, compression_for_truncation, upstream_modality
 from relay.translate.tools import ToolCalls, ToolState
 
 log = logging.getLogger("relay.translate")
 
 
-class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
+class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, IdleTimer):
     def __init__(
         self,
         ids: IdFactory,
@@ -69,6 +70,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         self._compression = compression
         self._first_response_params: dict[str, Any] | None = None  # may shape the first setup (_next_setup)
         self._init_resumption(switch_buffer_ms)
+        self._init_idle()
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False
@@ -202,6 +204,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption):
         body = setup["setup"]
         body["sessionResumption"] = {}
         compression = self._compression
+        if compression is None:
+            compression = compression_for_truncation(cfg.kept.get("truncation"))
         if compression is None:
             compression = self._upstream_modality == "AUDIO" or not manual or self._audio.total_ms > 0
         if isinstance(compression, dict):
