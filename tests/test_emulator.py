@@ -94,11 +94,18 @@ async def recv_turn(ws: WebSocketConnection, vertex: bool = True) -> list[dict[s
 
 
 def reply_text(messages: list[dict[str, Any]]) -> str:
+    """The text of a TEXT reply (a thinking model's thought parts are not the reply)."""
     return "".join(
         part.get("text", "")
         for m in messages
         for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+        if not part.get("thought")
     )
+
+
+def transcript(messages: list[dict[str, Any]]) -> str:
+    """The output transcription of an AUDIO reply."""
+    return "".join(m.get("serverContent", {}).get("outputTranscription", {}).get("text", "") for m in messages)
 
 
 async def expect_close(ws: WebSocketConnection, code: int, reason: str) -> None:
@@ -150,7 +157,7 @@ async def sdk_turn(client: genai.Client, model: str, config: dict[str, Any], tex
 # -- the real google-genai SDK as client -------------------------------------------------------
 
 
-def _http_options(port: int, client_ctx: ssl.SSLContext) -> types.HttpOptions:
+def sdk_http_options(port: int, client_ctx: ssl.SSLContext) -> types.HttpOptions:
     # The SDK turns base_url into wss://HOST:PORT/ whatever the scheme; the trailing slash makes it
     # request "//ws/...", exactly like production.
     return types.HttpOptions(base_url=f"https://127.0.0.1:{port}/", async_client_args={"ssl": client_ctx})
@@ -163,7 +170,7 @@ async def test_sdk_vertex_text(start: Starter, tls: tuple[ssl.SSLContext, ssl.SS
         project="p",
         location="us-central1",
         credentials=Credentials(token="tok"),
-        http_options=_http_options(port, tls[1]),
+        http_options=sdk_http_options(port, tls[1]),
     )
     config = {"response_modalities": ["TEXT"]}
     messages = await run_sdk(lambda: sdk_turn(client, "gemini-live-2.5-flash", config, "hello there my friend"))
@@ -181,7 +188,7 @@ async def test_sdk_vertex_text(start: Starter, tls: tuple[ssl.SSLContext, ssl.SS
 
 async def test_sdk_studio_text(start: Starter, tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
     emulator, port = await start(ssl_context=tls[0], api_key="k", chunk_words=1)
-    client = genai.Client(api_key="k", http_options=_http_options(port, tls[1]))
+    client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
     config = {"response_modalities": ["TEXT"], "system_instruction": "Be terse."}
     messages = await run_sdk(lambda: sdk_turn(client, "gemini-live-2.5-flash-preview", config, "one two"))
     chunks = [m.text for m in messages if m.server_content and m.server_content.model_turn]
@@ -200,10 +207,10 @@ async def test_sdk_audio_with_transcription(
     if vertex:
         client = genai.Client(
             vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
-            http_options=_http_options(port, tls[1]),
+            http_options=sdk_http_options(port, tls[1]),
         )  # fmt: skip
     else:
-        client = genai.Client(api_key="k", http_options=_http_options(port, tls[1]))
+        client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
     config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
     messages = await run_sdk(lambda: sdk_turn(client, "gemini-live-2.5-flash", config, "say this please"))
     audio = b"".join(
@@ -237,10 +244,10 @@ async def test_sdk_realtime_audio_turn(
     if vertex:
         client = genai.Client(
             vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
-            http_options=_http_options(port, tls[1]),
+            http_options=sdk_http_options(port, tls[1]),
         )  # fmt: skip
     else:
-        client = genai.Client(api_key="k", http_options=_http_options(port, tls[1]))
+        client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
     config = {
         "response_modalities": ["AUDIO"],
         "input_audio_transcription": {},
@@ -416,8 +423,9 @@ async def test_snake_case_input_and_binary_client_frames(start: Starter) -> None
 
 
 async def test_realtime_text_and_media_do_not_close(start: Starter) -> None:
-    # Quiet audio, video and (on AI Studio, with nothing spoken) audioStreamEnd produce nothing;
-    # activity signals are covered in test_emulator_audio.py since they need detection disabled.
+    # Quiet audio, video and (on AI Studio, with nothing spoken) audioStreamEnd produce nothing
+    # (the next reply acknowledges the video frame, test_emulator_models.py); activity signals are
+    # covered in test_emulator_audio.py since they need detection disabled.
     emulator, port = await start()
     setup = {"setup": {"model": "models/m", "generationConfig": {"responseModalities": ["TEXT"]}}}
     async with session(port, STUDIO, setup) as ws:
@@ -431,7 +439,7 @@ async def test_realtime_text_and_media_do_not_close(start: Starter) -> None:
         await send(ws, {"toolResponse": {"functionResponses": [{"id": "1", "name": "f", "response": {}}]}})
         await send(ws, {"realtimeInput": {"text": "typed"}})
         messages = await recv_turn(ws, vertex=False)
-    assert reply_text(messages) == "Echo: typed"
+    assert reply_text(messages) == "Echo: typed [image image/jpeg 3 bytes]"
     assert len(emulator.received) == 7
 
 

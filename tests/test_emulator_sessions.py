@@ -30,11 +30,14 @@ from tests.test_emulator import (
     reply_text,
     send,
     session,
+    transcript,
     user_turn,
     wait_live,
 )
 
-STUDIO_38 = {"setup": {"model": "models/gemini-3.8-live", "generationConfig": {"responseModalities": ["TEXT"]}}}
+# 3.8 answers in AUDIO only; its text is the output transcription.
+STUDIO_38 = {"setup": {"model": "models/gemini-3.8-live", "generationConfig": {"responseModalities": ["AUDIO"]},
+                       "outputAudioTranscription": {}}}  # fmt: skip
 DEADLINE = (1011, "Deadline expired before operation could complete.")
 TOOLS = [{"functionDeclarations": [{"name": "get_time", "parameters": {"type": "OBJECT"}}]}]
 
@@ -312,7 +315,7 @@ async def test_context_update_replaces_instruction_and_tools(start: Starter, too
     update = {"contextUpdate": {"systemInstruction": instruction, "tools": tools}}
     async with session(port, STUDIO, STUDIO_38) as ws:
         await send(ws, user_turn("get_time"))
-        assert reply_text(await recv_turn(ws, vertex=False)) == "Echo: get_time"  # not declared yet
+        assert transcript(await recv_turn(ws, vertex=False)) == "Echo: get_time"  # not declared yet
         await send(ws, update)
         await send(ws, user_turn("get_time now"))
         call = await recv(ws, vertex=False)

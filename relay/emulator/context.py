@@ -1,8 +1,8 @@
 """The context window of the emulator: its token limit and ``contextWindowCompression``.
 
 A history entry costs what the prompt of a reply is charged for it (``history.prompt_tokens``):
-one token per word of user text and ``ceil(ms / 40)`` per spoken turn; model turns cost nothing.
-So the history's tokens are exactly the ``promptTokenCount`` the next reply reports.
+one token per word of user text, ``ceil(ms / 40)`` per spoken turn and 258 per image; model turns
+cost nothing. So the history's tokens are exactly the ``promptTokenCount`` the next reply reports.
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def slide_window(history: list[dict[str, Any]], total: int, target: int) -> int:
     ``target``; returns how many entries went."""
     dropped = 0
     while dropped < len(history) and total > target:
-        text, audio = prompt_tokens([history[dropped]])
-        total -= text + audio
+        total -= sum(prompt_tokens([history[dropped]]))
         dropped += 1
     del history[:dropped]
     return dropped

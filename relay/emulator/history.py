@@ -1,6 +1,7 @@
 """Conversation history of the Gemini Live emulator: what a reply echoes and what the prompt costs.
 
-The history is a list of ``Content`` dicts (camelCase) as clients send them, plus audio turns,
+The history is a list of ``Content`` dicts (camelCase) as clients send them (``realtimeInput.video``
+frames become user turns of one ``inlineData`` part), plus audio turns,
 which carry one internal ``emulatorAudio`` part. That part is not a real ``Part``; the history
 never leaves the emulator (resumption keeps it in memory), so it only has to be understood here.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .audio import audio_tokens
+from .images import IMAGE_TOKENS, is_image_part
 from .wire import count_words
 
 __all__ = ["audio_turn_transcript", "last_user_text", "model_turn", "prompt_tokens", "spoken_turn"]
@@ -56,11 +58,13 @@ def last_user_text(history: list[dict[str, Any]]) -> str:
     return ""
 
 
-def prompt_tokens(history: list[dict[str, Any]]) -> tuple[int, int]:
-    """(TEXT, AUDIO) prompt tokens: one per word of user text, ``audio_tokens`` per spoken turn.
+def prompt_tokens(history: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(TEXT, AUDIO, IMAGE) prompt tokens: one per word of user text, ``audio_tokens`` per spoken turn,
+    ``IMAGE_TOKENS`` per image.
 
     Model turns are not counted, and neither are the transcripts of spoken turns (their audio is).
     """
     text = sum(count_words(t) for content in history for t in _user_texts(content))
     audio = sum(audio_tokens(part["ms"]) for content in history for part in _audio_parts(content))
-    return text, audio
+    images = sum(1 for content in history for part in _user_parts(content) if is_image_part(part))
+    return text, audio, images * IMAGE_TOKENS

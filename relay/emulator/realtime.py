@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audio import InputAudio, audio_blobs, decode_data, parse_rate, transcript_text, turn_ms
 from .history import spoken_turn
+from .images import Image, image_blob
 from .wire import INVALID_ARGUMENT, Backend, Endpoint, ProtocolError
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class RealtimeInput:
     _input: InputAudio | None
     _history: list[dict[str, Any]]
     _reply: Reply | None
+    _images: list[Image]
 
     if TYPE_CHECKING:  # implemented by Session and Replies; declared here only, so nothing shadows them
 
@@ -57,12 +59,19 @@ class RealtimeInput:
             await self._on_activity_end()
         if "audioStreamEnd" in body:
             await self._on_audio_stream_end(body["audioStreamEnd"])
+        if "video" in body:
+            self._on_video(body["video"])
         text = body.get("text")
         if isinstance(text, str):
             await self._interrupt()
             self._history.append({"role": "user", "parts": [{"text": text}]})
             self._start_reply(text)
-        # video: recorded in ``received`` only.
+
+    def _on_video(self, blob: Any) -> None:
+        """A video frame is an image the model sees: it joins the conversation and the next reply
+        acknowledges it."""
+        self._images.append(image_blob(blob))
+        self._history.append({"role": "user", "parts": [{"inlineData": blob}]})
 
     async def _on_audio(self, blob: dict[str, Any]) -> None:
         assert self._config is not None and self._input is not None

@@ -15,7 +15,9 @@ from trio_websocket import ConnectionClosed
 
 from .context import CONTEXT_EXCEEDED, slide_window
 from .history import audio_turn_transcript, model_turn, prompt_tokens
+from .images import Image, acknowledgement
 from .lifetime import Lifetime
+from .models import interaction_status
 from .network import drop_connection
 from .wire import (
     INTERNAL_ERROR,
@@ -30,6 +32,7 @@ from .wire import (
     count_words,
     find_faults,
     text_reply_frames,
+    thought_frame,
     usage_metadata,
 )
 
@@ -51,6 +54,13 @@ _MID_FAULTS: dict[Fault, tuple[int, str] | None] = {
     Fault.MID_1006: None,
 }
 _SLOW_DELAY = 0.5
+# What a model that calls functions NON_BLOCKING says while they run.
+TALK_TEXT = "Let me check that."
+
+
+def thought_text(user_text: str) -> str:
+    """The reasoning a thinking model shows before its answer (deterministic, and never the answer)."""
+    return f"Thinking about {user_text!r}." if user_text else "Thinking about the function results."
 
 
 @attrs.define(eq=False)
@@ -78,16 +88,18 @@ class Replies(Lifetime):
     _endpoint: Endpoint
     _history: list[dict[str, Any]]
     _reply: Reply | None
-    # (entries counted, text tokens, audio tokens): history only grows between compressions,
+    # (entries counted, text, audio, image tokens): history only grows between compressions,
     # so usage is counted once per entry.
-    _counted: tuple[int, int, int]
+    _counted: tuple[int, int, int, int]
     _completed: int  # replies completed on this connection (goaway_after_turns counts them)
+    _running: set[str]  # NON_BLOCKING calls not answered yet
+    _images: list[Image]  # received since the previous reply
 
     if TYPE_CHECKING:  # implemented by Session; declared here only, so nothing shadows them
 
         async def _send_all(self, messages: list[dict[str, Any]], *, binary: bool = False) -> None: ...
 
-        async def _call_tools(self, reply: Reply, user_text: str) -> bool: ...
+        async def _call_tools(self, reply: Reply, user_text: str, lead: list[dict[str, Any]]) -> str | None: ...
 
     # -- replies -------------------------------------------------------------------------------
 
@@ -166,23 +178,46 @@ class Replies(Lifetime):
         delay = _SLOW_DELAY if Fault.SLOW in faults else self._options.chunk_delay
         if Fault.GOAWAY in faults:
             await self._go_away(binary=reply.binary)
-        if reply.text is None and await self._call_tools(reply, user_text):
-            return
-        text = cap_words(reply.text if reply.text is not None else f"Echo: {user_text}", self._config.max_output_tokens)
-        text_tokens, audio_prompt_tokens = self._prompt_tokens()
+        # A thinking model shows its reasoning first, before a toolCall as before an answer.
+        thought = thought_text(user_text) if self._config.thinking else ""
+        lead = [thought_frame(thought)] if thought else []
+        answer = reply.text
+        if answer is None:
+            made = await self._call_tools(reply, user_text, lead)
+            if made == "wait":
+                return
+            if made == "talk":  # NON_BLOCKING calls run while the model goes on in this turn
+                # Interrupted while the toolCall went out (its sends are shielded): say nothing more.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                lead, answer, reply.finished = [], TALK_TEXT, False
+            else:
+                answer = f"Echo: {user_text}"
+        images, self._images = self._images, []
+        text = cap_words(answer + acknowledgement(images), self._config.max_output_tokens)
+        text_tokens, audio_prompt_tokens, image_prompt_tokens = self._prompt_tokens()
         usage = usage_metadata(
-            self._endpoint.backend, text_tokens, count_words(text), self._config.modality, audio_prompt_tokens
+            self._endpoint.backend,
+            text_tokens,
+            count_words(text),
+            self._config.modality,
+            audio_prompt_tokens,
+            image_prompt_tokens=image_prompt_tokens,
+            thoughts_tokens=count_words(thought),
         )
-        ending = [{"serverContent": {"generationComplete": True}},
-                  {"serverContent": {"turnComplete": True}, "usageMetadata": usage}]
+        complete: dict[str, Any] = {"turnComplete": True}
+        if self._config.rules.interaction_status:
+            complete["interactionStatus"] = interaction_status(waits_on_call=False, calls_running=bool(self._running))
+        ending = [{"serverContent": {"generationComplete": True}}, {"serverContent": complete, "usageMetadata": usage}]
         mid_fault = next((fault for fault in _MID_FAULTS if fault in faults), None)
         if delay == 0 and not self._options.audio_realtime and mid_fault is None:
             # Unpaced, the whole reply exists at once: one write, as a busy server's TCP stream would carry it.
             frames = list(self._reply_frames(text))
             reply.finished = True
-            await self._send_all([m for m, _ in frames] + ending, binary=reply.binary)
+            await self._send_all(lead + [m for m, _ in frames] + ending, binary=reply.binary)
             reply.sent_text += "".join(covered for _, covered in frames)
         else:
+            if lead:
+                await self._send_all(lead, binary=reply.binary)
             wait: float | None = None  # None before the first frame
             for message, covered in self._reply_frames(text):
                 if wait is not None:
@@ -201,7 +236,8 @@ class Replies(Lifetime):
             reply.finished = True
             await self._send_all(ending, binary=reply.binary)
         self._completed += 1
-        await self._resumable([*self._history, model_turn(reply.sent_text)], binary=reply.binary)
+        if not self._running:  # while a NON_BLOCKING call runs the session cannot be resumed
+            await self._resumable([*self._history, model_turn(reply.sent_text)], binary=reply.binary)
         if self._completed == self._options.goaway_after_turns:
             await self._go_away(binary=reply.binary)
 
@@ -225,18 +261,20 @@ class Replies(Lifetime):
             if total > trigger:
                 slide_window(self._history, total, target)
                 self._registry.compressions += 1
-                self._counted = (0, 0, 0)  # entries went from the front: count afresh
+                self._counted = (0, 0, 0, 0)  # entries went from the front: count afresh
                 total = sum(self._prompt_tokens())
         if limit and total > limit:
             await self._close(*CONTEXT_EXCEEDED)
             return False
         return True
 
-    def _prompt_tokens(self) -> tuple[int, int]:
-        seen, text, audio = self._counted
-        more_text, more_audio = prompt_tokens(self._history[seen:])
-        self._counted = (len(self._history), text + more_text, audio + more_audio)
-        return text + more_text, audio + more_audio
+    def _prompt_tokens(self) -> tuple[int, int, int]:
+        """(TEXT, AUDIO, IMAGE) tokens of the history: what the next reply's prompt costs."""
+        seen, text, audio, image = self._counted
+        more_text, more_audio, more_image = prompt_tokens(self._history[seen:])
+        text, audio, image = text + more_text, audio + more_audio, image + more_image
+        self._counted = (len(self._history), text, audio, image)
+        return text, audio, image
 
     def _pause_after(self, message: dict[str, Any], delay: float) -> float:
         """How long to wait after sending a reply frame before the next one."""

@@ -40,8 +40,8 @@ Session behaviour:
   snake_case keys are accepted, in text or binary frames. Every parsed client message is kept in
   ``Emulator.received`` and, per connection, in ``Emulator.by_connection``.
 * ``clientContent`` appends its turns to the history and, with ``turnComplete``, replies to the
-  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Video is only
-  recorded; ``toolResponse`` is under Function calling below.
+  last user text; ``realtimeInput.text`` is a user turn that is answered at once. Images are under
+  Models and images, ``toolResponse`` under Function calling below.
 * The reply is ``"Echo: <user text>"``, cut to ``generationConfig.maxOutputTokens`` words. In
   TEXT modality it streams as ``modelTurn`` text parts of ``chunk_words`` words; in AUDIO
   modality as 24 kHz 16-bit PCM of a tone, 60 ms per word, in ``audio_chunk_ms`` chunks,
@@ -101,7 +101,7 @@ goAway and connection deadline:
 Context window:
 
 * A history entry costs what a reply's prompt is charged for it (Prompt tokens, below): one token
-  per word of user text, ``ceil(ms / 40)`` per spoken turn, nothing for model turns. The history's
+  per word of user text, ``ceil(ms / 40)`` per spoken turn, 258 per image, nothing for model turns. The history's
   tokens are thus the next reply's ``promptTokenCount``.
 * When a reply is about to start, with ``setup.contextWindowCompression`` (``{"triggerTokens": N,
   "slidingWindow": {"targetTokens": M}}``, both optional, numbers or int64 strings), a history of
@@ -161,8 +161,8 @@ Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChun
   pieces of ``chunk_words`` words and then ``{"inputTranscription": {"finished": true}}``; then it
   is answered like a text turn (``"Echo: audio <N> ms"``) in the session's modality.
 * Prompt tokens: one per word of user text (TEXT) plus ``ceil(N / 40)`` per audio turn (AUDIO,
-  25 per second). ``promptTokensDetails`` lists AUDIO when there is some and TEXT unless the
-  prompt is audio only.
+  25 per second). ``promptTokensDetails`` lists AUDIO (and IMAGE) when there is some and TEXT
+  unless the prompt has no text but something else.
 * Barge-in: unless ``activityHandling`` is ``NO_INTERRUPTION``, a loud chunk (detection on) or an
   ``activityStart`` (detection off) stops a streaming reply: ``interrupted`` is sent and what was
   already sent stays in the history. With ``NO_INTERRUPTION`` such a reply goes on, and a turn
@@ -197,7 +197,35 @@ Function calling (``relay/emulator/tools.py``): a user text turn that names a fu
 ``setup.tools`` (or by a later ``contextUpdate``) is answered with a ``toolCall`` (deterministic
 arguments, ids ``function-call-<session>-<n>`` with ``n`` counted over the logical session); once a
 ``toolResponse`` answers every call, the model continues by itself with
-``Result: <name> <response JSON>``.
+``Result: <name> <response JSON>``. When every call of a toolCall runs NON_BLOCKING (below), the
+model goes on in the same turn ("Let me check that.", ``turnComplete``) and answers the
+``toolResponse`` in a new turn: after what it is saying, at once after ``interrupted`` with
+``scheduling: INTERRUPT``, not at all with ``SILENT``. Until then no resumption handle is issued.
+
+Models and images (rows in ``models.py``, matched on the model id after the last ``/``; unmatched
+models behave as described above and accept every field):
+
+* Refused at setup with 1007 "Request contains an invalid argument.": TEXT on native-audio models
+  (on every ``gemini-3.8-live*`` model the reason adds "The supported response modality is AUDIO;
+  enable output audio transcription."); on 3.8 any ``thinkingConfig``, ``enableAffectiveDialog`` and
+  ``proactiveAudio: false``; on 3.8 extended thinking a ``thinkingLevel`` other than LOW/MEDIUM/HIGH
+  (or none, or a ``thinkingBudget``), a BLOCKING declaration (in a ``contextUpdate`` too), affective
+  dialog and ``proactiveAudio: false``; on other 3.x previews ``thinkingBudget``, a level outside
+  MINIMAL..HIGH, NON_BLOCKING, either affective dialog or proactive audio, and (mid-session) a
+  ``clientContent`` turn without ``role``; on 2.5 native audio ``thinkingLevel``.
+* Calls run NON_BLOCKING on 3.8 unless declared BLOCKING, on extended thinking always, on 2.5 native
+  audio when declared so; only these honour ``scheduling``. Extended thinking puts ``interactionStatus``
+  on every ``turnComplete``: IN_PROGRESS while a NON_BLOCKING call runs, REQUIRES_ACTION after a call
+  it waits on, else IDLE.
+* A setup that turns thinking on (a ``thinkingLevel`` above MINIMAL, a ``thinkingBudget`` > 0 or
+  ``includeThoughts``; not on unmatched models) starts every reply with one
+  ``{"text": ..., "thought": true}`` part, and its usage gains ``thoughtsTokenCount`` (in the total).
+* Images, any model: ``realtimeInput.video`` and ``inlineData`` image parts of ``clientContent`` turns
+  (``image/jpeg``, ``image/png`` or ``image/webp``; another type closes 1007, bad base64 1007
+  "Invalid JSON payload received.") join the history at 258 prompt tokens each (IMAGE in
+  ``promptTokensDetails``), and the next reply appends `` [image <mimeType> <bytes> bytes]`` per image.
+* One backend only: ``setup.labels`` and ``functionResponses[].willContinue`` close 1007 on Vertex,
+  ``explicitVadSignal`` (in ``setup`` or its ``realtimeInputConfig``) on AI Studio.
 """
 
 from __future__ import annotations

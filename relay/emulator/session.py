@@ -20,6 +20,8 @@ from relay.gate import Gate
 
 from .audio import InputAudio
 from .history import last_user_text
+from .images import Image, turn_images
+from .models import interaction_status
 from .options import EmulatorOptions
 from .realtime import RealtimeInput
 from .registry import LogicalSession, Registry
@@ -69,7 +71,7 @@ class Session(Replies, RealtimeInput):
         self._logical: LogicalSession | None = None
         self._input: InputAudio | None = None
         self._history: list[dict[str, Any]] = []
-        self._counted = (0, 0, 0)
+        self._counted = (0, 0, 0, 0)
         self._client_index = -1
         self._completed = 0
         self._goaway_sent = False
@@ -77,7 +79,9 @@ class Session(Replies, RealtimeInput):
         self._reply: Reply | None = None
         self._nursery: trio.Nursery | None = None
         self._pending_calls: dict[str, str] = {}  # call id → name, awaiting a toolResponse
+        self._running: set[str] = set()  # those of them that run NON_BLOCKING (the model talks on)
         self._tool_results: list[dict[str, Any]] = []
+        self._images: list[Image] = []  # received since the previous reply, which acknowledges them
 
     @property
     def logical(self) -> LogicalSession | None:
@@ -142,9 +146,7 @@ class Session(Replies, RealtimeInput):
     async def _on_setup(self, body: Any) -> None:
         if self._config is not None:
             raise ProtocolError.of(INVALID_ARGUMENT)
-        config = parse_setup(body)
-        if config.transparent and self._endpoint.backend is Backend.STUDIO:
-            raise ProtocolError.of(INVALID_ARGUMENT)  # the Gemini API has no transparent resumption
+        config = parse_setup(body, self._endpoint.backend)
         if config.resume_handle is not None:
             self._logical = self._registry.resume_session(config.resume_handle)
         else:
@@ -166,8 +168,12 @@ class Session(Replies, RealtimeInput):
         turns = body.get("turns") or []
         if not isinstance(turns, list) or not all(self._valid_turn(t) for t in turns):
             raise ProtocolError.of(INVALID_ARGUMENT)
+        assert self._config is not None
+        self._config.rules.check_turns(turns)
+        images = turn_images(turns)
         # Any clientContent interrupts the current generation (LiveClientContent docs).
         await self._interrupt()
+        self._images.extend(images)
         self._history.extend(turns)
         if body.get("turnComplete"):
             self._start_reply(last_user_text(self._history))
@@ -193,47 +199,74 @@ class Session(Replies, RealtimeInput):
         if instruction is not None:
             self._config.system_instruction = instruction
         if tools is not None:
+            self._config.non_blocking = self._config.rules.non_blocking(tools)
             self._config.functions = declared_functions({"tools": tools})
 
     # -- tools ---------------------------------------------------------------------------------
 
-    async def _call_tools(self, reply: Reply, user_text: str) -> bool:
-        """A turn that names declared functions is answered with a toolCall (relay/emulator/tools.py)."""
+    async def _call_tools(self, reply: Reply, user_text: str, lead: list[dict[str, Any]]) -> str | None:
+        """A turn that names declared functions is answered with a toolCall (relay/emulator/tools.py),
+        after ``lead`` (the thought part of a thinking model). Returns None without calls, "talk" when
+        every call runs NON_BLOCKING (the model goes on talking in this turn), else "wait"."""
         assert self._config is not None and self._logical is not None
         functions = self._config.functions
         calls = calls_in(user_text, functions) if functions else []
         if not calls:
-            return False
+            return None
         function_calls = []
+        background = []
         for name, args in calls:
             self._logical.calls += 1  # per logical session, so ids stay unique across resumptions
             call_id = f"function-call-{self._logical.id}-{self._logical.calls}"
             self._pending_calls[call_id] = name
+            if name in self._config.non_blocking:
+                background.append(call_id)
             function_calls.append({"id": call_id, "name": name, "args": args})
+        # The model waits for the toolResponse if any call blocks it; the others run meanwhile.
+        talks = len(background) == len(calls)
+        self._running.update(background)
         self._tool_results = []
-        await self._send({"toolCall": {"functionCalls": function_calls}}, binary=reply.binary)
+        messages = [*lead, {"toolCall": {"functionCalls": function_calls}}]
+        if not talks and self._config.rules.interaction_status:
+            status = interaction_status(waits_on_call=True, calls_running=bool(self._running))
+            messages.append({"serverContent": {"turnComplete": True, "interactionStatus": status}})
+        await self._send_all(messages, binary=reply.binary)
         reply.finished = True
         await self._not_resumable(binary=reply.binary)
         if Fault.CANCEL_TOOLS in find_faults(user_text):
             ids = list(self._pending_calls)
             self._pending_calls.clear()
+            self._running.clear()
             await self._send({"toolCallCancellation": {"ids": ids}}, binary=reply.binary)
-        return True
+        return "talk" if talks else "wait"
 
     async def _on_tool_response(self, body: dict[str, Any]) -> None:
+        assert self._config is not None
         responses = valid_function_responses(body)
         if responses is None:
             raise ProtocolError.of(INVALID_ARGUMENT)
+        # Vertex's FunctionResponse has no willContinue (the SDK refuses to send it there).
+        if self._endpoint.backend is Backend.VERTEX and any("willContinue" in r for r in responses):
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        scheduling = self._config.rules.scheduling_of(responses)
         for r in responses:
             call_id = r.get("id") or next((c for c, n in self._pending_calls.items() if n == r["name"]), None)
             if call_id in self._pending_calls:
                 del self._pending_calls[call_id]
+                self._running.discard(call_id)
                 self._tool_results.append(r)
         self._history.append({"role": "user", "parts": [{"functionResponse": r} for r in responses]})
-        if not self._pending_calls and self._tool_results:
-            # Gemini continues by itself once every call is answered.
-            results, self._tool_results = self._tool_results, []
-            self._start_reply("", text=result_text(results))
+        if self._pending_calls or not self._tool_results:
+            return
+        # Gemini continues by itself once every call is answered: in a new turn after what it may
+        # still be saying (WHEN_IDLE), at once (INTERRUPT) or not at all (SILENT).
+        results, self._tool_results = self._tool_results, []
+        if scheduling == "SILENT":
+            return
+        if scheduling == "INTERRUPT":
+            await self._interrupt()
+        speaking = self._reply if self._reply is not None and not self._reply.done.is_set() else None
+        self._start_reply("", text=result_text(results), after=speaking)
 
     # -- I/O -----------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""The ``setup`` message of the Gemini Live emulator: what it honours and how it validates it."""
+"""The ``setup`` message of the Gemini Live emulator: what it honours and how it validates it.
+
+What depends on the model is asked of its row in ``models.py``; what depends on the backend is here.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ import attrs
 
 from .audio import InputSettings, parse_input_settings
 from .context import Compression, parse_compression
+from .models import LEGACY, ModelRules, rules_for
 from .tools import declared_functions
-from .wire import INVALID_ARGUMENT, ProtocolError, voice_tone_hz
+from .wire import INVALID_ARGUMENT, Backend, ProtocolError, voice_tone_hz
 
 __all__ = ["SessionConfig", "parse_setup"]
 
@@ -36,6 +40,11 @@ class SessionConfig:
     compression: Compression | None = None
     # Declared functions, name → parameters schema; ``contextUpdate`` may replace them.
     functions: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    # Those of them whose calls run NON_BLOCKING on this model (the model talks on meanwhile).
+    non_blocking: frozenset[str] = frozenset()
+    # The model's row, and whether the setup turned thinking on (replies start with a thought).
+    rules: ModelRules = LEGACY
+    thinking: bool = False
 
 
 def _dig(body: dict[str, Any], *keys: str) -> Any:
@@ -50,8 +59,18 @@ def _dig(body: dict[str, Any], *keys: str) -> Any:
     return value
 
 
-def parse_setup(body: Any) -> SessionConfig:
-    """Validate a normalized ``setup`` body; raise ProtocolError(1007) like the service does."""
+def _check_backend(body: dict[str, Any], ric: dict[str, Any], backend: Backend) -> None:
+    """Fields only one of the two APIs has (protocols.md 2.2; the SDK's converters raise on them)."""
+    if backend is Backend.VERTEX and "labels" in body:
+        raise ProtocolError.of(INVALID_ARGUMENT)
+    # The SDK sends explicitVadSignal at the top of setup; it is also refused inside realtimeInputConfig.
+    vertex_only = "explicitVadSignal" in body or "explicitVadSignal" in ric
+    if backend is Backend.STUDIO and (vertex_only or _dig(body, "sessionResumption", "transparent")):
+        raise ProtocolError.of(INVALID_ARGUMENT)
+
+
+def parse_setup(body: Any, backend: Backend) -> SessionConfig:
+    """Validate a normalized ``setup`` body on ``backend``; raise ProtocolError(1007) like the service does."""
     if not isinstance(body, dict):
         raise ProtocolError.of(INVALID_ARGUMENT)
     model = body.get("model")
@@ -74,6 +93,9 @@ def parse_setup(body: Any) -> SessionConfig:
     transparent = _dig(body, "sessionResumption", "transparent")
     if not (isinstance(voice, str | None) and isinstance(handle, str | None) and isinstance(transparent, bool | None)):
         raise ProtocolError.of(INVALID_ARGUMENT)
+    _check_backend(body, ric, backend)
+    rules = rules_for(model)
+    thinking = rules.check_setup(body, gen, modalities[0])
     return SessionConfig(
         model=model,
         modality=modalities[0],
@@ -90,4 +112,7 @@ def parse_setup(body: Any) -> SessionConfig:
         transparent=bool(transparent),
         compression=parse_compression(body.get("contextWindowCompression")),
         functions=declared_functions(body),
+        non_blocking=rules.non_blocking(body.get("tools")),
+        rules=rules,
+        thinking=thinking,
     )

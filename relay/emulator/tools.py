@@ -6,7 +6,8 @@ JSON object written right after the name (`get_weather {"city": "Paris"}`), or e
 value per required parameter (strings "example", numbers 1.5, integers 1, booleans true, the first
 enum value).  After a `toolResponse` answering every call, the model continues by itself with the
 text `Result: <name> <response JSON>; ...`.  `[fault:cancel-tools]` in the turn sends a
-`toolCallCancellation` for the calls right after them.
+`toolCallCancellation` for the calls right after them.  Which calls run NON_BLOCKING (the model talks
+on while they run) and how `scheduling` is taken depend on the model (`models.py`, `session.py`).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ __all__ = [
     "parse_target",
     "split_words",
     "text_reply_frames",
+    "thought_frame",
     "tone_pcm",
     "usage_metadata",
     "voice_tone_hz",
@@ -256,6 +257,11 @@ def tone_pcm(start_sample: int, count: int, hz: int = DEFAULT_TONE_HZ) -> bytes:
     return bytes(out)
 
 
+def thought_frame(thought: str) -> dict[str, Any]:
+    """The thought summary a thinking model sends before its answer (clients must not show it as the answer)."""
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": thought, "thought": True}]}}}
+
+
 def text_reply_frames(reply: str, words_per_chunk: int) -> Iterator[tuple[dict[str, Any], str]]:
     """TEXT-modality reply messages, each paired with the reply text it carries."""
     for piece in chunk_text(reply, words_per_chunk):
@@ -309,24 +315,38 @@ def audio_frame_seconds(message: dict[str, Any]) -> float:
 
 
 def usage_metadata(
-    backend: Backend, prompt_tokens: int, reply_tokens: int, modality: str, audio_prompt_tokens: int = 0
+    backend: Backend,
+    prompt_tokens: int,
+    reply_tokens: int,
+    modality: str,
+    audio_prompt_tokens: int = 0,
+    *,
+    image_prompt_tokens: int = 0,
+    thoughts_tokens: int = 0,
 ) -> dict[str, Any]:
     """``usageMetadata`` in the backend's own spelling (Vertex says candidates*, AI Studio response*).
 
-    ``prompt_tokens`` counts TEXT input and ``audio_prompt_tokens`` AUDIO input; the prompt details
-    list AUDIO only when there is some, and TEXT unless the prompt is audio only.
+    ``prompt_tokens`` counts TEXT input, ``audio_prompt_tokens`` AUDIO and ``image_prompt_tokens``
+    IMAGE input; the prompt details list AUDIO and IMAGE only when there is some, and TEXT unless
+    the prompt has none and something else. ``thoughts_tokens`` (a thinking reply) adds
+    ``thoughtsTokenCount``, which the total includes as Gemini's does.
     """
     out = "candidates" if backend is Backend.VERTEX else "response"
     details = []
-    if prompt_tokens or not audio_prompt_tokens:
+    if prompt_tokens or not (audio_prompt_tokens or image_prompt_tokens):
         details.append({"modality": "TEXT", "tokenCount": prompt_tokens})
     if audio_prompt_tokens:
         details.append({"modality": "AUDIO", "tokenCount": audio_prompt_tokens})
-    prompt_total = prompt_tokens + audio_prompt_tokens
-    return {
+    if image_prompt_tokens:
+        details.append({"modality": "IMAGE", "tokenCount": image_prompt_tokens})
+    prompt_total = prompt_tokens + audio_prompt_tokens + image_prompt_tokens
+    usage: dict[str, Any] = {
         "promptTokenCount": prompt_total,
         f"{out}TokenCount": reply_tokens,
-        "totalTokenCount": prompt_total + reply_tokens,
+        "totalTokenCount": prompt_total + reply_tokens + thoughts_tokens,
         "promptTokensDetails": details,
         f"{out}TokensDetails": [{"modality": modality, "tokenCount": reply_tokens}],
     }
+    if thoughts_tokens:
+        usage["thoughtsTokenCount"] = thoughts_tokens
+    return usage
