@@ -96,9 +96,10 @@ class Ledger:
         self.snapshot = 0  # len(history) when the newest handle arrived
         self.last_trigger = 0  # len(history) after the newest generation trigger
         self.newest: str | None = None  # the newest resumable handle of this session
-        # A trigger went out and Gemini has answered nothing since: a handle now was made before Gemini read it,
-        # and the relay passes it by (the next handle covers the turn).
+        # A trigger went out and Gemini has answered nothing since: a handle now may have been made before Gemini
+        # read it, so a planned switch waits for the next one (`stale`), which follows the answer.
         self.unanswered = False
+        self.stale = False
         self.owed: dict[str, None] = {}  # appended audio chunks (base64) the session must hold
         self.appended_ever: set[str] = set()  # every appended chunk, to tell the client's audio in a turn
         # Chunks that became a turn in this logical session.  A resume takes them out of `history` (the resumed
@@ -110,8 +111,8 @@ class Ledger:
 
     @property
     def covered(self) -> bool:
-        """The newest handle arrived after the newest trigger: a switch here loses no turn."""
-        return self.last_trigger <= self.snapshot
+        """The newest handle arrived after the newest trigger's answer began: a switch here loses no turn."""
+        return self.last_trigger <= self.snapshot and not self.stale
 
     def appended(self, chunks: list[str]) -> None:
         for chunk in chunks:
@@ -122,8 +123,7 @@ class Ledger:
         self.unanswered = False
 
     def handle(self, handle: str) -> None:
-        if self.unanswered:
-            return
+        self.stale = self.unanswered
         self.newest = handle
         self.snapshot = len(self.history)
 
@@ -132,7 +132,7 @@ class Ledger:
         self.owed.clear()
 
     def connect(self, connect: Connect) -> None:
-        self.unanswered = False
+        self.unanswered = self.stale = False
         body = connect.setup["setup"]
         assert isinstance(body.get("sessionResumption"), dict), "every setup asks for session resumption"
         handle = body["sessionResumption"].get("handle")

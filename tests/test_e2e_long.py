@@ -89,6 +89,13 @@ def test_thirty_turns_through_three_go_aways_and_a_live_instructions_update(long
     assert [t for conn in connections for t in _user_turns(conn)] == asked
 
 
+def wait_for_handles(stack: Stack, count: int) -> None:
+    """Until the emulator has issued `count` resumption handles in all (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while stack.emulator.handles_issued < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_resumable_close_between_turns_is_invisible(long_stack):
     """Gemini ends the connection (1000) right after a turn: the next turn runs on a resumed connection."""
     stack = long_stack
@@ -97,7 +104,12 @@ def test_resumable_close_between_turns_is_invisible(long_stack):
         c.recv()
         c.send({"type": "session.update", "session": {"modalities": ["text"]}})
         c.recv()
+        issued = stack.emulator.handles_issued
         assert reply_text(text_turn(c, "first")) == "Echo: first"
+        # The handle that covers "first" follows its turnComplete; this test is about a close after the relay has
+        # it (a turn sent before the handle arrives leaves the resend context when it does).
+        wait_for_handles(stack, issued + 2)
+        time.sleep(0.1)  # the emulator has sent it; let the relay read it
         events = text_turn(c, "bye [fault:close-1000]")
         # The connection closed instead of answering: that turn fails, precisely; the session goes on.
         err = [e for e in events if e["type"] == "error"]
@@ -124,9 +136,7 @@ def test_a_rejected_handle_falls_back_to_a_fresh_session_with_the_conversation_r
         assert reply_text(text_turn(c, "remember me")) == "Echo: remember me"
         # The first connection gets a handle at setup and one after the turn, which follows its turnComplete:
         # expire that one too, not just the older one.
-        deadline = time.monotonic() + 5
-        while stack.emulator.handles_issued < issued + 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for_handles(stack, issued + 2)
         stack.emulator.expire_handles()
         events = text_turn(c, "bye [fault:close-1000]")
         assert events[-1]["response"]["status"] == "failed"  # the turn Gemini dropped, as above

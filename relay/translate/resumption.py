@@ -159,15 +159,14 @@ class Resumption:
         # `resumable: false` with no handle comes while Gemini generates or runs tools: keep the old one.
         if not resumable or not handle:
             return
-        if self._unanswered:
-            # Made before Gemini read the newest turn (the handle it gives right after setupComplete races the
-            # first turn): resuming from it would lose that turn.  The next handle, after the answer, covers it.
-            return
         self.resumption_handle = handle
         if self._upstream == UPSTREAM_READY:
             self._log.clear()
             self._clear_context()
-            self._uncovered = False
+            # One that comes after a turn was sent and before Gemini said anything about it may have been made
+            # before Gemini read that turn (Gemini gives one right after setupComplete, racing the first turn):
+            # a planned switch waits for the next one, which follows the answer.
+            self._uncovered = self._uncovered and self._unanswered
 
     def _go_away(self, time_left: str | None) -> None:
         log.info("upstream goAway (time left %s): switching at the next turn boundary", time_left)
