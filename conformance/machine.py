@@ -28,9 +28,16 @@ from relay.ids import counting_ids
 from relay.models import caps_for
 from relay.translate.conversation import turn_of
 from relay.translate.media import audio_blob
+from relay.translate.responding import instructions_note
 from relay.translate.translator import Output, Translator
 
 CAPS = caps_for("gemini-2.0-flash-live-preview-04-09")
+
+
+# response.create fields Gemini cannot change for one response once the connection is set up.
+PER_CONNECTION = frozenset({"tools", "tool_choice", "voice", "audio", "temperature", "max_output_tokens",
+                            "max_response_output_tokens", "reasoning", "modalities", "output_modalities",
+                            "conversation", "input"})
 
 
 class ClientSide(RuleBasedStateMachine):
@@ -275,10 +282,17 @@ class ClientSide(RuleBasedStateMachine):
     def response_create(self, params: dict[str, Any] | None, eid: str | None) -> None:
         active = self.check.active
         event = {"type": "response.create"} if params is None else {"type": "response.create", "response": params}
+        note = (params or {}).get("instructions")
+        if isinstance(note, str) and note and self.check.upstream != "none":
+            # Per-response instructions reach Gemini as a note turn of the relay's own making.
+            self.check.ledger.created[orjson.dumps(instructions_note(note), option=orjson.OPT_SORT_KEYS).decode()] += 1
         events = response_side(self.client(with_id(event, eid)))
         if active is not None:
             assert types(events) == ["error"]
             assert events[0]["error"]["code"] == "conversation_already_has_active_response"
+        elif types(events) == ["error"] and set(params or ()) & PER_CONNECTION:
+            # Gemini fixes these per connection: a response that changes them is refused, precisely.
+            assert events[0]["error"]["code"] in ("unsupported_parameter", "conversation_already_has_active_response")
         elif not self.discarding and self.had_user_input:
             assert types(events) == ["response.created"]
         else:

@@ -9,8 +9,11 @@ import attrs
 from relay.errors import ClientError
 from relay.events import openai as oa
 from relay.session_config import apply_beta
-from relay.translate.base import UPSTREAM_READY
+from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY
 from relay.translate.response import ResponseBuilder, usage_from_gemini
+
+# Private key of a response.create's params: its instructions, to be sent as a note for that reply.
+NOTE = "_relay_note"
 
 
 class Responding:
@@ -37,6 +40,10 @@ class Responding:
         # Validate the overrides the same way session.update does, without applying them.
         probe = attrs.evolve(self.session, kept={})
         apply_beta(probe, session_fields(params), "response")
+        self._check_overrides(params, probe)
+        note = params.get("instructions")
+        if self._upstream != UPSTREAM_NONE and isinstance(note, str) and note and note != self.session.instructions:
+            params = {**params, NOTE: note}  # the first response shapes setup instead: its instructions are in it
         if self._queued_request is not None:
             raise ClientError(
                 "conversation_already_has_active_response",
@@ -51,6 +58,37 @@ class Responding:
             self._held = params
             return
         self._request_response(params)
+
+    def _check_overrides(self, params: dict[str, Any], probe: Any) -> None:
+        """Per-response overrides Gemini cannot apply to one response get a precise error (protocols.md 1.7).
+
+        Instructions become a note for the one reply, and a text-only response on an audio session is answered
+        in text; everything else `setup` fixes for the connection, so it can only change by `session.update`.
+        Before the first connection the first response's fields shape `setup` and nothing is refused."""
+        if params.get("conversation") not in (None, "auto"):
+            raise ClientError("unsupported_parameter", "Out-of-band responses (conversation: 'none') are not "
+                              "supported: a Gemini Live session has one conversation.", "response.conversation")
+        if params.get("input") is not None:
+            raise ClientError("unsupported_parameter", "response.input (a context of its own for one response) is "
+                              "not supported: Gemini Live answers from the whole conversation.", "response.input")
+        if self._upstream == UPSTREAM_NONE:
+            return
+        fixed = [name for name, differs in (
+            ("tools", "tools" in params and params["tools"] != self.session.tools),
+            ("tool_choice", "tool_choice" in params and params["tool_choice"] != self.session.tool_choice),
+            ("voice", probe.voice != self.session.voice),
+            ("temperature", probe.temperature != self.session.temperature),
+            ("max_output_tokens", probe.max_output_tokens != self.session.max_output_tokens),
+            ("reasoning", "reasoning" in params and params["reasoning"] != self.session.kept.get("reasoning")),
+            ("output_modalities", ("modalities" in params or "output_modalities" in params)
+             and "audio" in probe.modalities and self._upstream_modality == "TEXT"),
+        ) if differs]
+        if fixed:
+            raise ClientError(
+                "unsupported_parameter",
+                f"Per-response {', '.join(fixed)} cannot be applied: Gemini Live fixes "
+                f"{'it' if len(fixed) == 1 else 'them'} for the whole connection. Change the session with "
+                "session.update (applied at the next turn boundary) instead.", f"response.{fixed[0]}")
 
     def _request_response(self, params: dict[str, Any]) -> None:
         # A response.create held for the first input is answered by whichever response comes first.
@@ -91,6 +129,9 @@ class Responding:
         if send:
             self._tools.create_absorbed = False  # a new generation: the tool turn is over
             turns, self._pending_turns = self._pending_turns, []
+            if params.get(NOTE):
+                # Gemini has no per-turn instructions: a note for this reply, after the turn it answers.
+                turns.append(instructions_note(params[NOTE]))
             self._send_turns(turns)
 
     def _send_turns(self, turns: list[dict[str, Any]]) -> None:
@@ -192,6 +233,11 @@ class Responding:
             self._request_response(params)
 
 
+
+
+def instructions_note(text: str) -> dict[str, Any]:
+    """The user turn that carries a response.create's own instructions to Gemini."""
+    return {"role": "user", "parts": [{"text": f"Instructions for this reply only: {text}"}]}
 
 
 def session_fields(params: dict[str, Any]) -> dict[str, Any]:
