@@ -143,6 +143,9 @@ def test_an_image_turn_reaches_gemini_unchanged_and_bad_images_get_their_errors(
         c.send({"type": "response.create"})
         events = c.until("response.done")
     assert reply_text(events) == f"Echo: what is it [image image/png {len(PNG)} bytes]"
+    if dialect == "ga":  # beta's usage has no image tokens
+        usage = events[-1]["response"]["usage"]
+        assert usage["input_token_details"]["image_tokens"] == 258  # the emulator's figure per image, as Gemini's
     turns = [m["clientContent"]["turns"] for m in models_stack.latest_upstream() if "clientContent" in m][-1]
     image = turns[-1]["parts"][0]["inlineData"]
     assert image["mimeType"] == "image/png" and base64.b64decode(image["data"]) == PNG
