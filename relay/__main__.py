@@ -3,23 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.metadata
 import logging
 import os
 import sys
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import trio
 
 from relay.config import Config, ConfigError, default_config, load_config
-from relay.emulator import Emulator, EmulatorOptions, run_emulator
+from relay.emulator import Emulator, EmulatorOptions
 from relay.server import RelayServer
 from relay.transport import TRANSPORT_NAMES
 
 log = logging.getLogger("relay")
 
 
+class StartupError(Exception):
+    """The relay cannot start; the message is the one line printed after `relay: error:`."""
+
+
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _version() -> str:
+    """The installed distribution's version; from pyproject.toml when run from a checkout that is not installed."""
+    try:
+        return importlib.metadata.version("relay")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            with pyproject.open("rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups; trio wraps a failure once per nursery it crosses."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+async def _listen(
+    nursery: trio.Nursery, serve: Callable[..., Awaitable[object]], host: str, port: int, what: str = ""
+) -> int:
+    """nursery.start(serve, host, port), with a failure to bind (port in use, no such address, no permission)
+    turned into one StartupError line instead of a traceback through two nurseries."""
+    try:
+        return await nursery.start(serve, host, port)
+    except (OSError, BaseExceptionGroup) as exc:
+        leaves = _leaves(exc)
+        if not all(isinstance(leaf, OSError) for leaf in leaves):
+            raise
+        first = leaves[0]
+        assert isinstance(first, OSError)
+        if first.errno == errno.EADDRINUSE:
+            reason = f"port {port} on {host} is already in use; stop what holds it or choose another with --port"
+        else:
+            reason = f"cannot listen on {host} port {port}: {first.strerror or first}"
+        raise StartupError(f"{what}: {reason}" if what else reason) from None
 
 
 async def _serve(config: Config | None, host: str, port: int, transport: str | None = None) -> None:
@@ -40,6 +89,8 @@ async def _serve(config: Config | None, host: str, port: int, transport: str | N
         for upstream in server.upstreams.values():
             print(f"  model {upstream.describe()}", flush=True)
         print(f"  transport {config.transport}", flush=True)
+        bound = await _listen(nursery, server.serve, host, port)
+        # After binding, so that a relay that cannot start prints only why.
         if not config.master_key:
             print(
                 "WARNING: no master_key (general_settings.master_key or RELAY_MASTER_KEY): "
@@ -47,21 +98,51 @@ async def _serve(config: Config | None, host: str, port: int, transport: str | N
                 file=sys.stderr,
                 flush=True,
             )
-        bound = await nursery.start(server.serve, host, port)
         where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
         url = f"ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME"
         print(f"relay listening on {url}{where}", flush=True)
 
 
-def _run(fn, *args) -> None:
-    """trio.run, where Ctrl-C is a clean stop even when it arrives inside a nursery's exception group."""
+async def _emulate(host: str, port: int, options: EmulatorOptions) -> None:
+    """relay.emulator.run_emulator, with a failure to bind reported as a StartupError."""
+    emulator = Emulator(options)
+    async with trio.open_nursery() as nursery:
+        bound = await _listen(nursery, emulator.serve, host, port, "emulator")
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Gemini Live emulator listening on ws://{shown}:{bound}", flush=True)
+
+
+def _run(fn: Callable[..., Awaitable[object]], *args: object) -> None:
+    """trio.run, where Ctrl-C is a clean stop even when it arrives inside a nursery's exception group, and a
+    StartupError comes out alone rather than wrapped in the nurseries' groups."""
     try:
         trio.run(fn, *args)
     except BaseExceptionGroup as group:
         _, rest = group.split(KeyboardInterrupt)
-        if rest is not None:
-            raise
-        raise KeyboardInterrupt from None
+        if rest is None:
+            raise KeyboardInterrupt from None
+        startup, others = rest.split(StartupError)
+        if startup is not None and others is None:
+            raise _leaves(startup)[0] from None
+        raise
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {port}")
+    return port
+
+
+def _log_level() -> str:
+    """RELAY_LOG_LEVEL, checked: logging.basicConfig would raise a ValueError with a traceback."""
+    level = os.environ.get("RELAY_LOG_LEVEL", "INFO").strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise StartupError(f"RELAY_LOG_LEVEL: unknown level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:], prog="relay bench")
     parser = argparse.ArgumentParser(prog="relay", description="OpenAI Realtime API in front of Gemini Live.")
+    parser.add_argument("--version", action="version", version=f"relay {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument("--config", help="LiteLLM-style YAML config; without it the built-in emulator is served")
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--port", type=_port, default=4000)
     serve.add_argument(
         "--transport",
         choices=TRANSPORT_NAMES,
@@ -85,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     emu = sub.add_parser("emulator", help="run the Gemini Live emulator alone")
     emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=9000)
+    emu.add_argument("--port", type=_port, default=9000)
     emu.add_argument("--bearer-token", help="require this Bearer token on Vertex paths")
     emu.add_argument("--api-key", help="require this API key on AI Studio paths")
     emu.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
@@ -93,11 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     # Listed for --help only: main() hands "bench ..." to relay.bench before parsing.
     sub.add_parser("bench", help="run a benchmark (python -m relay bench --help)", add_help=False)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("RELAY_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.command == "emulator":
             options = EmulatorOptions(
                 bearer_token=args.bearer_token,
@@ -105,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_delay=args.chunk_delay,
                 echo_audio=args.echo_audio,
             )
-            _run(run_emulator, args.host, args.port, options)
+            _run(_emulate, args.host, args.port, options)
             return 0
         config = None
         if args.config:
@@ -119,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         _run(_serve, config, args.host, args.port, args.transport)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        print(f"relay: {exc}", file=sys.stderr)
-        return 1
+    except StartupError as exc:
+        print(f"relay: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -172,3 +172,60 @@ def test_unknown_model_is_404_with_the_valid_names():
         assert body["error"]["code"] == "model_not_found"
         assert body["error"]["valid_models"] == ["vertex_gemini_live_text"]
         assert "gpt-4o-realtime-preview" in body["error"]["message"]
+
+
+def run_relay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m relay ARGS` to completion (for commands that are expected to stop by themselves)."""
+    return subprocess.run([sys.executable, "-m", "relay", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", ["serve", "emulator"])
+def test_port_in_use_is_one_line_and_exit_2(command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # No master key: the open-relay warning must not add a line when the relay never starts.
+        env = {k: v for k, v in os.environ.items() if k != "RELAY_MASTER_KEY"}
+        out = subprocess.run([sys.executable, "-m", "relay", command, "--host", "127.0.0.1", "--port", str(port)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("relay: error: ")
+    assert f"port {port}" in lines[0] and "already in use" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_host_is_one_line_and_exit_2():
+    out = run_relay("serve", "--host", "no-such-host.invalid", "--port", "0")
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("relay: error: cannot listen on no-such-host.invalid port 0")
+
+
+def test_bad_log_level_is_one_line_and_exit_2():
+    out = run_relay("serve", "--port", "0", env={"RELAY_LOG_LEVEL": "loud"})
+    assert out.returncode == 2
+    assert out.stderr == (
+        "relay: error: RELAY_LOG_LEVEL: unknown level 'LOUD'; use DEBUG, INFO, WARNING, ERROR or CRITICAL\n"
+    )
+
+
+def test_missing_credentials_file_is_one_line_and_exit_2(tmp_path):
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: vertex_ai/gemini-live-2.5-flash\n"
+                   f"      vertex_project: p\n      vertex_credentials: {tmp_path / 'nope.json'}\n")
+    out = run_relay("serve", "--config", str(cfg), "--port", "0")
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("relay: config error: ") and "credentials file not found" in out.stderr
+
+
+def test_version_prints_the_package_version():
+    import importlib.metadata
+
+    out = run_relay("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"relay {importlib.metadata.version('relay')}\n"
