@@ -7,6 +7,7 @@ never contain secret values (keys, inline credentials, environment variable valu
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -135,6 +136,32 @@ class _GeneralSettings:
     upstream_ping_timeout: Any = None
     client_send_buffer: Any = None
 
+
+# general_settings keys of LiteLLM's proxy that the relay has no use for: a LiteLLM config.yaml keeps working, with
+# one warning naming them.  Any other key is refused, so that a misspelt `master_key` cannot leave the relay open.
+# From the "general_settings - Reference" table of LiteLLM's proxy docs (docs.litellm.ai/docs/proxy/config_settings)
+# and the fields of ConfigGeneralSettings in litellm/proxy/_types.py.
+LITELLM_GENERAL_SETTINGS = frozenset({
+    "admin_only_routes", "alert_to_webhook_url", "alert_types", "alerting", "alerting_args", "alerting_threshold",
+    "allow_client_side_credentials", "allow_requests_on_db_unavailable", "allow_user_auth", "allowed_ips",
+    "allowed_routes", "background_health_checks", "completion_model", "custom_auth", "custom_key_generate",
+    "custom_sso", "database_args", "database_connection_pool_limit", "database_connection_timeout", "database_type",
+    "database_url", "default_team_disabled", "disable_adding_master_key_hash_to_db", "disable_master_key_return",
+    "disable_prisma_schema_update", "disable_reset_budget", "disable_responses_id_security",
+    "disable_retry_on_max_parallel_request_limit_error", "disable_spend_logs", "disable_spend_updates",
+    "embedding_model", "enable_jwt_auth", "enable_oauth2_auth", "enable_oauth2_proxy_auth", "enable_public_model_hub",
+    "enforce_user_param", "enforced_params", "forward_client_headers_to_llm_api", "forward_openai_org_id",
+    "global_max_parallel_requests", "health_check_details", "health_check_interval", "image_generation_model",
+    "infer_model_from_keys", "key_management_settings", "key_management_system", "litellm_jwtauth",
+    "litellm_key_header_name", "litellm_license", "max_parallel_requests", "max_request_size_mb",
+    "max_response_size_mb", "maximum_spend_logs_retention_interval", "maximum_spend_logs_retention_period",
+    "moderation_model", "oauth2_config_mappings", "otel", "pass_through_endpoints", "proxy_batch_polling_interval",
+    "proxy_batch_write_at", "proxy_budget_rescheduler_max_time", "proxy_budget_rescheduler_min_time", "public_routes",
+    "reject_clientside_metadata_tags", "service_account_settings", "spend_report_frequency", "store_model_in_db",
+    "store_prompts_in_spend_logs", "supported_db_objects", "ui_access_mode", "use_azure_key_vault",
+    "use_client_credentials_pass_through_routes", "use_google_kms", "use_x_forwarded_for", "user_api_key_cache_ttl",
+    "user_header_name", "user_mcp_management_mode",
+})
 
 # Everything LiteLLM's os.environ/NAME form applies to (credentials may also be a mapping).
 _STRING_PARAMS = tuple(
@@ -518,6 +545,7 @@ def _general_settings(
     if not isinstance(raw, Mapping):
         errors.append(f"{path}: general_settings: must be a mapping, got {_kind(raw)}")
         return None, DEFAULT_TRANSPORT, default_timeout, {}
+    raw = _general_settings_keys(raw, path, warnings, errors)
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
         return None, DEFAULT_TRANSPORT, default_timeout, {}
@@ -549,6 +577,29 @@ def _general_settings(
         timeout = default_timeout
     master_key = _master_key(settings, path, env, errors, fallback)
     return master_key, _transport(settings, path, env, errors), float(timeout), numbers
+
+
+def _general_settings_keys(raw: Mapping[Any, Any], path: str, warnings: list[str], errors: list[str]) -> dict:
+    """The relay's own general_settings; LiteLLM's others get one warning, anything else is an error with a
+    did-you-mean (a misspelt master_key must not start an open relay)."""
+    ours = [f.name for f in attrs.fields(_GeneralSettings)]
+    known = [*ours, *sorted(LITELLM_GENERAL_SETTINGS)]
+    kept: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in raw.items():
+        name = str(key)
+        if name in ours:
+            kept[name] = value
+        elif name in LITELLM_GENERAL_SETTINGS:
+            ignored.append(name)
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the relay's keys are {', '.join(ours)}"
+            errors.append(f"{path}: general_settings.{name}: unknown key; {hint}")
+    if ignored:
+        warnings.append(f"{path}: general_settings: {', '.join(ignored)}: LiteLLM proxy settings not used by the "
+                        "relay, ignored")
+    return kept
 
 
 def _master_key(

@@ -179,7 +179,7 @@ def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
         [
             f"{path}: litellm_settings: not used by the relay, ignored",
             f"{path}: router_settings: not used by the relay, ignored",
-            f"{path}: general_settings.database_url: not used by the relay, ignored",
+            f"{path}: general_settings: database_url: LiteLLM proxy settings not used by the relay, ignored",
             f"{path}: model_list[0] (live): litellm_params.rpm: not used by the relay, ignored",
             f"{path}: model_list[0] (live): litellm_params.timeout: not used by the relay, ignored",
             f"{path}: model_list[0] (live): model_info.base_model: not used by the relay, ignored",
@@ -187,6 +187,48 @@ def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
         ]
     )
     assert not any("hunter2" in w for w in warnings)
+
+
+def test_litellm_general_settings_are_listed_once_as_ignored(tmp_path: Path) -> None:
+    _, warnings = load(tmp_path, VERTEX_ENTRY + textwrap.dedent("""\
+        general_settings:
+          master_key: sk-1
+          database_url: os.environ/DATABASE_URL
+          store_model_in_db: true
+          alerting: [slack]
+          proxy_batch_write_at: 60
+          disable_spend_logs: true
+          max_parallel_requests: 10
+          global_max_parallel_requests: 100
+          background_health_checks: true
+          health_check_interval: 300
+          allowed_routes: [llm_api_routes]
+          ui_access_mode: admin_only
+          litellm_key_header_name: X-Litellm-Key
+          pass_through_endpoints: []
+          custom_auth: custom_auth.user_api_key_auth
+          otel: true
+        """))
+    assert len(warnings) == 1, warnings
+    assert "general_settings: database_url, store_model_in_db, alerting," in warnings[0]
+    assert warnings[0].endswith("custom_auth, otel: LiteLLM proxy settings not used by the relay, ignored")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("master_kye", "general_settings.master_kye: unknown key; did you mean master_key?"),
+        ("Master_Key", "general_settings.Master_Key: unknown key; did you mean master_key?"),
+        ("transpot", "general_settings.transpot: unknown key; did you mean transport?"),
+        ("databse_url", "general_settings.databse_url: unknown key; did you mean database_url?"),
+        ("frobnicate", "general_settings.frobnicate: unknown key; the relay's keys are master_key, transport,"),
+    ],
+)
+def test_unknown_general_settings_key_refuses_to_start(tmp_path: Path, key: str, expected: str) -> None:
+    # A misspelt master_key used to be a warning, and the relay then ran open to anyone.
+    message = error(tmp_path, VERTEX_ENTRY + f"general_settings:\n  {key}: sk-1\n")
+    assert expected in message
+    assert "sk-1" not in message
 
 
 def test_non_realtime_entries_are_skipped(tmp_path: Path) -> None:
@@ -497,7 +539,7 @@ def test_secrets_never_in_messages_or_repr(tmp_path: Path) -> None:
         "  - model_name: g\n    litellm_params: {model: gemini/m, api_key: AIzaConfigSecret}\n"
         "  - model_name: e\n    litellm_params: {model: gemini/m, api_key: os.environ/KEY}\n"
         "  - model_name: bad\n    litellm_params: {model: openai/x, api_key: sk-BadEntrySecret}\n"
-        "general_settings: {master_key: sk-MasterSecret, extra: 1}\n"
+        "general_settings: {master_key: sk-MasterSecret, alerting_threshold: 1}\n"
     )
     env = {"KEY": "EnvValueSecret"}
     msg = error(tmp_path, text, env)
