@@ -1,0 +1,17 @@
+"""The checkout itself: licence, packaging metadata and the nox configuration a new user meets first."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_license_file_is_the_apache_2_text_pyproject_declares() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    # The SPDX expression form (PEP 639); the {text = ...} table is deprecated by setuptools.
+    assert project["license"] == "Apache-2.0"
