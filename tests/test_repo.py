@@ -15,3 +15,12 @@ def test_license_file_is_the_apache_2_text_pyproject_declares() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     # The SPDX expression form (PEP 639); the {text = ...} table is deprecated by setuptools.
     assert project["license"] == "Apache-2.0"
+
+
+def test_readme_says_the_sdk_examples_need_the_realtime_extra() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_example = readme.index("with client.realtime.connect")
+    note = readme.find('pip install "openai[realtime]"')
+    # Before the first example, so that who copies it has installed the websockets extra it needs.
+    assert 0 <= note < first_example
+    assert readme[readme.rfind("\n## ", 0, note):].startswith("\n## Try it\n")
