@@ -8,6 +8,11 @@ import nox
 
 nox.options.sessions = ["tests", "conformance"]
 nox.options.reuse_existing_virtualenvs = True
+# Without this nox skips a session whose interpreter it cannot find and still exits 0, so `nox` on a machine
+# without Python 3.11 "passes" having run no test at all. Fail instead, naming the missing interpreter: the
+# sessions stay pinned to 3.11 (the version the project is developed and tested on) rather than following
+# whatever Python runs nox; `nox --force-python 3.12` runs them on another version deliberately.
+nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 

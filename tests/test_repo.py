@@ -24,3 +24,17 @@ def test_readme_says_the_sdk_examples_need_the_realtime_extra() -> None:
     # Before the first example, so that who copies it has installed the websockets extra it needs.
     assert 0 <= note < first_example
     assert readme[readme.rfind("\n## ", 0, note):].startswith("\n## Try it\n")
+
+
+def test_nox_fails_rather_than_skips_when_its_python_is_missing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # A Python that no machine has: nox must report the session failed (exit 1), not skipped (exit 0).
+    out = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", "lint", "--force-python", "3.99"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode != 0, out.stderr
+    assert "Session lint-3.99 failed" in out.stderr
+    assert "skipped" not in out.stderr
