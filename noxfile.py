@@ -42,7 +42,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Every benchmark scenario and the Targets table (`relay bench all`); writes bench/results.md and .json.
+    """Every benchmark scenario and the Targets table (`relay bench all`); writes bench/runs/<UTC time>/results.md
+    and .json (ignored by git), or with `-- --update-results` the committed bench/results.md and .json.
 
     Not in the default sessions: it takes about 10-15 minutes and wants an otherwise idle machine.
     Options go after `--`: `nox -s bench -- --peer litellm` also measures LiteLLM's proxy (installed into

@@ -22,7 +22,9 @@ import trio
 from trio_websocket import open_websocket_url
 
 from relay.__main__ import main as relay_main
+from relay.bench import text as text_scenario
 from relay.bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
+from relay.bench.cli import _defaults, _parser, out_path
 from relay.bench.report import ScenarioResult
 from relay.bench.servers import _EMULATOR_READY
 from relay.bench.targets import evaluate
@@ -212,6 +214,30 @@ def test_bench_is_a_relay_subcommand(capsys: pytest.CaptureFixture[str]) -> None
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--sessions" in out and "--seconds" in out and "--out" in out
+
+
+def test_a_run_writes_into_an_ignored_folder_unless_told_to_update_the_committed_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 7, 6, 30, 5, tzinfo=UTC)
+    parser = _parser("relay bench")
+    # By default a fresh folder per run under bench/runs/, which .gitignore keeps out of the checkout's status.
+    default = out_path(parser.parse_args(["text"]), now)
+    assert default == Path("bench/runs/20261207T063005Z/results.md")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(default)], cwd=ROOT)
+    assert ignored.returncode == 0, f"{default} is not ignored by git"
+    # The committed report, quoted by the README, only on request; --out still wins.
+    assert out_path(parser.parse_args(["all", "--update-results"]), now) == Path("bench/results.md")
+    assert out_path(parser.parse_args(["text", "--out", "/tmp/x.md"]), now) == Path("/tmp/x.md")
+    # `all` hands the choice to every scenario.
+    common = parser.parse_args(["all", "--update-results"])
+    assert _defaults(text_scenario, common).update_results is True
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["text", "--out", "x.md", "--update-results"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # -- the targets table ---------------------------------------------------------------------------

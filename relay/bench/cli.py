@@ -2,8 +2,9 @@
 
 A scenario is a module with NAME, HELP, `add_arguments(parser)` and `run(args, ctx)` returning a
 `ScenarioResult`; adding one is adding it to SCENARIOS. Every scenario also takes `--transports` (the relay
-is run once per transport, side by side), `--peer litellm` and `--out`. `all` runs every scenario with its
-defaults in one run (one emulator, one pool of load generators) and adds the Targets table.
+is run once per transport, side by side), `--peer litellm`, and `--out` or `--update-results` (see out_path).
+`all` runs every scenario with its defaults in one run (one emulator, one pool of load generators) and adds the
+Targets table.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from relay.bench.report import ScenarioResult, write
 from relay.bench.servers import TRANSPORTS, Lab, relay_transports
 
 SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio, tls)}
-DEFAULT_OUT = Path("bench/results.md")
+# A run writes into a fresh ignored folder, so that benchmarking does not dirty the checkout; the committed report
+# (quoted by the README) is replaced only on purpose, with --update-results.
+RUNS_DIR = Path("bench/runs")
+COMMITTED_OUT = Path("bench/results.md")
 _BUSY = 10.0  # % of a CPU in use before the run that makes it a noisy machine
 _POOL = 4  # most load generator processes: enough to spread a few hundred audio sessions
 
@@ -43,8 +47,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "`python -m relay serve --help` lists --transport, else trio-websocket)")
     parser.add_argument("--peer", choices=("litellm",),
                         help="also measure LiteLLM's realtime proxy (installed into .bench-venvs/litellm)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"markdown report; the JSON goes beside it (default: {DEFAULT_OUT})")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path,
+                       help=f"markdown report; the JSON goes beside it (default: {RUNS_DIR}/<UTC time>/results.md, "
+                            "ignored by git)")
+    where.add_argument("--update-results", action="store_true",
+                       help=f"write the committed report, {COMMITTED_OUT} and .json, instead")
+
+
+def out_path(args: argparse.Namespace, now: datetime) -> Path:
+    """Where the report goes: --out, the committed report with --update-results, else a new folder under RUNS_DIR."""
+    if args.out is not None:
+        return args.out
+    if args.update_results:
+        return COMMITTED_OUT
+    return RUNS_DIR / now.strftime("%Y%m%dT%H%M%SZ") / "results.md"
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -65,7 +82,7 @@ def _defaults(module: ModuleType, common: argparse.Namespace) -> argparse.Namesp
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
     args = parser.parse_args([])
-    for name in ("transports", "peer", "out"):
+    for name in ("transports", "peer", "out", "update_results"):
         setattr(args, name, getattr(common, name))
     return args
 
@@ -78,6 +95,7 @@ def _failed(module: ModuleType, exc: BaseException) -> ScenarioResult:
 def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(prog).parse_args(argv)
+    args.out = out_path(args, datetime.now(UTC))
     modules = list(SCENARIOS.values()) if args.scenario == "all" else [SCENARIOS[args.scenario]]
     machine = facts()  # before pinning narrows what this process sees
     pinning = plan_pinning()
