@@ -1,5 +1,6 @@
 """The effective OpenAI session of one connection: updated by beta or GA `session.update` patches,
-rendered back in either dialect (shared/reference/protocols.md 1.4).
+rendered back in either dialect (the beta session object and the GA one, as the openai-python SDK types them:
+`openai.types.beta.realtime.Session` and `openai.types.realtime.RealtimeSessionCreateRequest`).
 
 Fields with no Gemini equivalent (`tracing`, `include`, `prompt`, `speed`, `truncation`, noise
 reduction, a transcription model name, …) are accepted and kept so every `session.updated` echoes them.

@@ -38,3 +38,29 @@ def test_nox_fails_rather_than_skips_when_its_python_is_missing(tmp_path: Path) 
     assert out.returncode != 0, out.stderr
     assert "Session lint-3.99 failed" in out.stderr
     assert "skipped" not in out.stderr
+
+
+# Files that still cite a document outside the repository, owned by work in progress elsewhere (relay/transport.py,
+# relay/transport_ws/, relay/models.py, relay/emulator/) or written by a benchmark run (bench/results.md, until the
+# next --update-results). Remove an entry once its citation is rewritten; the test fails until then too.
+_OUTSIDE_CITATIONS_PENDING = {
+    "relay/transport.py", "relay/transport_ws/__init__.py", "relay/models.py", "relay/emulator/models.py",
+    "bench/results.md",
+}
+
+
+def test_code_cites_only_files_in_the_repository() -> None:
+    # A reader of a clone has no `shared/reference/...` next to it: comments state the fact or cite a public source.
+    import re
+
+    outside = re.compile(r"\.\./shared|shared/reference|/work/")
+    found = set()
+    for top in ("relay", "tests", "conformance", "bench"):
+        for path in (ROOT / top).rglob("*"):
+            if path.suffix not in (".py", ".md", ".js") or "node_modules" in path.parts or path == Path(__file__):
+                continue
+            if path.is_file() and outside.search(path.read_text(errors="replace")):
+                found.add(str(path.relative_to(ROOT)))
+    if outside.search((ROOT / "noxfile.py").read_text()):
+        found.add("noxfile.py")
+    assert found == _OUTSIDE_CITATIONS_PENDING

@@ -5,7 +5,7 @@ and filled by pip from the configured index: `litellm[proxy]==1.106.2` plus `goo
 does not pull in. The version is pinned exactly: 1.107.x was withdrawn after a compromised release, and an
 existing venv with any other version is rebuilt rather than trusted.
 
-It runs as shared/reference/litellm-peer.md describes: `gemini/` route with `api_base` on the emulator (the
+It runs on the `gemini/` route with `api_base` on the emulator (the
 `vertex_ai/` route needs a service account and a token endpoint for no benefit here), deferred setup
 (`LITELLM_GEMINI_LIVE_DEFER_SETUP=true`: the first `session.update` becomes the upstream `setup`, as the
 relay does), no cost-map download (`LITELLM_LOCAL_MODEL_COST_MAP=True`), and the run's key as master key

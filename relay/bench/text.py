@@ -148,7 +148,7 @@ def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Con
         "arrival of the first content delta and of `response.done` (`turnComplete` on the direct path).",
         "Server CPU: /proc utime+stime of the server process over the whole measured window, per turn.",
         "LiteLLM is spoken to in GA, like the relay: its GA events carry the names the client reads, though its "
-        "session objects and content parts fail the SDK schemas (shared/reference/litellm-peer.md).",
+        "session objects and content parts fail the openai SDK's GA event schemas.",
     ]
     return ScenarioResult(
         name=NAME,

@@ -2,8 +2,9 @@
 
 Client events are parsed by `relay.codec` (lenient about extra keys, strict about types).  Server
 events are written by the dialect serializers in `relay.codec`: the classes below carry beta and GA
-names in `WIRE` and the serializer applies the GA renames and content-type asymmetries
-(shared/reference/protocols.md 1.3, 1.5), so the translator never thinks about dialects.
+names in `WIRE` and the serializer applies the GA renames and content-type asymmetries (as in the
+openai-python SDK's `openai.types.beta.realtime` and `openai.types.realtime` event types), so the translator
+never thinks about dialects.
 """
 
 from __future__ import annotations
