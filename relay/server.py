@@ -11,7 +11,9 @@ import orjson
 import trio
 
 from relay.config import Config
+from relay.http import HttpApp
 from relay.ids import SessionIds
+from relay.metrics import Totals, exposition, registry_for
 from relay.models import caps_for
 from relay.session import Session
 from relay.session_config import Dialect
@@ -62,6 +64,10 @@ class RelayServer:
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
         self.active_sessions = 0
         self.stats = Stats()
+        self.totals = Totals()
+        self.serving = False  # listening, and not draining: what /ready reports
+        registry = registry_for(self.totals, self.stats)
+        self.http = HttpApp(lambda: self.serving, lambda: exposition(registry))
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
         self._open_upstream = self.transport.open_connection
@@ -74,7 +80,10 @@ class RelayServer:
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        await self.transport.serve(self.handle, host, port, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(partial(self.transport.serve, self.handle, host, port, http_app=self.http))
+            self.serving = True
+            task_status.started(bound)
 
     def _authorized(self, req: HandshakeRequest) -> bool:
         expected = self.config.master_key
@@ -87,10 +96,14 @@ class RelayServer:
         req = conn.request
         url = urlsplit(req.path)
         if not url.path.rstrip("/").endswith("/realtime"):
+            self.totals.refused["not_found"] += 1
+            log.info("refused a handshake for %s: no such route", url.path)
             await conn.reject(404, _error_body(f"No route for {url.path}; use /v1/realtime?model=NAME.",
                                                "invalid_request_error", "not_found"))
             return
         if not self._authorized(req):
+            self.totals.refused["invalid_api_key"] += 1
+            log.info("refused a handshake: %s API key", "wrong" if client_key(req) else "no")
             await conn.reject(401, _error_body("Incorrect API key provided.", "invalid_request_error",
                                                "invalid_api_key"))
             return
@@ -100,6 +113,8 @@ class RelayServer:
             model = names[0]
         upstream = self.upstreams.get(model) if model is not None else None
         if upstream is None:
+            self.totals.refused["model_not_found"] += 1
+            log.info("refused a handshake: unknown model %r", model)
             message = (f"The model '{model}' does not exist on this relay." if model is not None
                        else "Missing required query parameter 'model'.")
             await conn.reject(404, _error_body(message + " Valid models: " + ", ".join(names) + ".",
@@ -118,12 +133,18 @@ class RelayServer:
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
         label = f"[{translator.session.id} {model}]"
         self.active_sessions += 1
+        opened = (model, translator.dialect or "auto")
+        self.totals.open[opened] += 1
+        self.totals.live[id(translator)] = (model, translator)
+        reason = "relay_error"
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
-            await Session(
+            session = Session(
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
-                self.config.client_send_buffer, self.stats,
-            ).run()
+                self.config.client_send_buffer, self.stats, model=model,
+            )
+            await session.run()
+            reason = session.end_reason
         except Exception:
             # A relay bug must not pass silently; the client sees the socket close with 1011.
             log.exception("%s session failed", label)
@@ -131,6 +152,8 @@ class RelayServer:
                 await client.close(1011, "relay internal error")
         finally:
             self.active_sessions -= 1
+            self.totals.open[opened] -= 1
+            self.totals.session_ended(id(translator), reason)
             with trio.CancelScope(shield=True):
                 await client.close(1000, "")
             log.info("%s closed", label)

@@ -93,7 +93,9 @@ class Session:
         response_timeout: float = RESPONSE_TIMEOUT,
         client_send_buffer: int = CLIENT_SEND_BUFFER,
         stats: Stats | None = None,
+        model: str = "",
     ) -> None:
+        self.model = model  # the relay's model name, for the metrics
         self._client = client
         self._outbox = Outbox(client_send_buffer)
         self._outbox.direct = client.send_now
@@ -111,6 +113,11 @@ class Session:
         # The clock of the translator's idle_timeout_ms, and the arming it times.
         self._idle_scope: trio.CancelScope | None = None
         self._idle_epoch = -1
+
+    @property
+    def end_reason(self) -> str:
+        """Why the session ended, for the metrics: the client left, or was closed for not reading."""
+        return "client_too_slow" if self._overflowed else "client_closed"
 
     async def run(self) -> None:
         try:
@@ -296,6 +303,7 @@ class Session:
                         await self._attempt(link, connect.setup)
                         return
                     except _Failed as failure:
+                        self._stats.upstream[self.model, "resume" if connect.resume else "fresh", "failed"] += 1
                         if link is not self._link:
                             return
                         delay = backoff(attempt)
@@ -335,6 +343,8 @@ class Session:
                 link.socket = sock
                 try:
                     first = await self._setup(sock, setup)
+                    kind = "resume" if "handle" in setup["setup"].get("sessionResumption", {}) else "fresh"
+                    self._stats.upstream[self.model, kind, "ok"] += 1
                     if link is self._link and not link.closing:
                         async with trio.open_nursery() as tasks:
                             tasks.start_soon(self._upstream_writer, link, sock)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import attrs
 
 
@@ -13,3 +15,5 @@ class Stats:
     upstream_send_overflows: int = 0
     # The most bytes any one client's writer held at once (a bound check: at most the buffer plus one batch).
     client_backlog_peak: int = 0
+    # Connections to Gemini by (model, fresh|resume, ok|failed), one count per attempt.
+    upstream: Counter[tuple[str, str, str]] = attrs.field(factory=Counter)

@@ -24,6 +24,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import Pong, TextMessage
 
 from relay.gate import Gate
+from relay.http import HttpApp, answered_as_http
 
 # OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
 MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -305,13 +306,31 @@ async def serve(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    http_app: HttpApp | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port."""
+    """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
+    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http)."""
 
     async def on_request(request: tws.WebSocketRequest) -> None:
         await handler(TrioWebsocketIncoming(request))
 
+    if http_app is not None and ssl_context is None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        async with trio.open_nursery() as nursery:
+            server = tws.WebSocketServer(
+                on_request, listeners, handler_nursery=nursery, message_queue_size=64,
+                max_message_size=MAX_MESSAGE_SIZE, receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=CLOSE_TIMEOUT)
+
+            async def on_stream(stream: trio.SocketStream) -> None:
+                if await answered_as_http(stream, http_app):
+                    return
+                await server._handle_connection(stream)  # as serve_websocket does, after our look at the head
+
+            await nursery.start(trio.serve_listeners, on_stream, listeners)
+            task_status.started(listeners[0].socket.getsockname()[1])
+        return
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             partial(

@@ -218,7 +218,10 @@ class Responding:
 
     def _finish_response(self, status: str, reason: str | None = None) -> None:
         if self._response is not None and not self._response.finished:
-            self._response.finish(status, reason, usage=usage_from_gemini(self._usage))
+            usage = usage_from_gemini(self._usage)
+            self.tokens_in += usage.input_tokens  # cumulative, for the operator's metrics
+            self.tokens_out += usage.output_tokens
+            self._response.finish(status, reason, usage=usage)
             self._model_reply_done(self._response.response.output)
             self._response = None
             self._idle_arm()

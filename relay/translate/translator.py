@@ -71,6 +71,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self._first_response_params: dict[str, Any] | None = None  # may shape the first setup (_next_setup)
         self._init_resumption(switch_buffer_ms)
         self._init_idle()
+        self.tokens_in = self.tokens_out = 0  # Gemini's usage over the session's finished responses
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False
@@ -135,6 +136,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             "(the next request opens a new one).",
         )
         return self._take()
+
+    @property
+    def audio_in_seconds(self) -> float:
+        return self._audio.total_ms / 1000
 
     @property
     def awaiting_model(self) -> bool:

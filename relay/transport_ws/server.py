@@ -15,6 +15,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import SEND_EOF
 from websockets.server import ServerProtocol
 
+from relay.http import HttpApp, answered_as_http
 from relay.transport import (
     CLOSE_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -145,15 +146,19 @@ async def serve(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    http_app: HttpApp | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
+    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http).
 
     One task per connection (trio.serve_tcp's handler nursery).  When the handler returns, an accepted socket
     is closed with 1000; an unanswered request gets a 500.  A failing handler is logged, never fatal to the server.
     """
 
     async def on_stream(tcp: trio.SocketStream) -> None:
+        if http_app is not None and ssl_context is None and await answered_as_http(tcp, http_app):
+            return
         stream: trio.abc.Stream = tcp
         if ssl_context is not None:
             # The TLS handshake runs on the first read, inside _read_request's CONNECT_TIMEOUT.

@@ -1,0 +1,79 @@
+"""Plain HTTP on the relay's port, beside the WebSocket route, on both transports: probes, metrics, 404s."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.clients import sdk_ga
+from tests.test_e2e_text import reply_text, text_turn
+
+
+def get(stack, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["content-type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["content-type"], exc.read()
+
+
+def metrics(stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, content_type, body = get(stack, "/metrics")
+    assert status == 200 and content_type.startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/liveliness", "/health/liveness", "/ready",
+                                  "/health/readiness", "/ready?verbose=1"])
+def test_probes_answer_200_with_json(stack, path):
+    status, content_type, body = get(stack, path)
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(body)["status"] in ("ok", "ready")
+
+
+def test_other_requests_get_a_small_json_404_or_405_and_websockets_still_work(stack):
+    status, content_type, body = get(stack, "/v1/chat/completions")
+    assert (status, content_type) == (404, "application/json")
+    assert json.loads(body)["error"]["code"] == "not_found"
+    assert get(stack, "/health", "POST")[0] == 405
+    with sdk_ga(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        c.recv()
+        assert reply_text(text_turn(c, "still a websocket")) == "Echo: still a websocket"
+
+
+def test_metrics_change_as_sessions_run(stack):
+    model = (("model", "vertex_gemini_live_text"),)
+    before = metrics(stack)
+    ended = ("relay_sessions_ended_total", (("end_reason", "client_closed"), *model))
+    with sdk_ga(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        c.recv()
+        text_turn(c, "count me")
+        during = metrics(stack)
+        assert during[("relay_sessions_open", (("dialect", "ga"), *model))] >= 1
+        tokens = ("relay_gen_ai_client_token_usage_total",
+                  (("gen_ai_request_model", "vertex_gemini_live_text"), ("gen_ai_token_type", "output")))
+        assert during[tokens] > before.get(tokens, 0)
+        fresh = ("relay_upstream_connections_total",
+                 (("kind", "fresh"), ("model", "vertex_gemini_live_text"), ("outcome", "ok")))
+        assert during[fresh] >= before.get(fresh, 0) + 1
+    with pytest.raises(Exception):  # noqa: B017 -- the SDK's handshake error type varies with its version
+        with sdk_ga(stack, key="sk-wrong") as c:
+            c.recv()
+    after = metrics(stack)
+    for _ in range(50):
+        if after.get(ended, 0) > before.get(ended, 0):
+            break
+        after = metrics(stack)
+    assert after[ended] == before.get(ended, 0) + 1
+    refused = ("relay_handshakes_refused_total", (("reason", "invalid_api_key"),))
+    assert after[refused] == before.get(refused, 0) + 1
