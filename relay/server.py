@@ -19,7 +19,7 @@ from relay.session import Session
 from relay.session_config import Dialect
 from relay.stats import Stats
 from relay.translate import Translator
-from relay.transport import MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, get_transport
+from relay.transport import CLOSE_TIMEOUT, MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, get_transport
 from relay.upstream import Upstream
 
 log = logging.getLogger("relay.server")
@@ -66,6 +66,9 @@ class RelayServer:
         self.stats = Stats()
         self.totals = Totals()
         self.serving = False  # listening, and not draining: what /ready reports
+        self.draining = False
+        self._sessions: set[Session] = set()
+        self._all_ended = trio.Event()
         registry = registry_for(self.totals, self.stats)
         self.http = HttpApp(lambda: self.serving, lambda: exposition(registry))
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
@@ -85,6 +88,26 @@ class RelayServer:
             self.serving = True
             task_status.started(bound)
 
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown: /ready turns 503 and new handshakes get 503; each open session ends (1001, going
+        away) once its response in flight is done; after `timeout` seconds the rest are closed as they are."""
+        self.serving = False
+        self.draining = True
+        sessions = list(self._sessions)
+        log.info("draining: %d open session(s), up to %g s", len(sessions), timeout)
+        for session in sessions:
+            session.drain()
+        with trio.move_on_after(timeout):
+            while self._sessions:
+                self._all_ended = trio.Event()
+                await self._all_ended.wait()
+        for session in list(self._sessions):
+            session.go_away()
+        with trio.move_on_after(CLOSE_TIMEOUT * 2):
+            while self._sessions:
+                self._all_ended = trio.Event()
+                await self._all_ended.wait()
+
     def _authorized(self, req: HandshakeRequest) -> bool:
         expected = self.config.master_key
         if not expected:
@@ -95,6 +118,11 @@ class RelayServer:
     async def handle(self, conn: IncomingConnection) -> None:
         req = conn.request
         url = urlsplit(req.path)
+        if self.draining:
+            self.totals.refused["draining"] += 1
+            await conn.reject(503, _error_body("The relay is shutting down; connect again to reach another instance.",
+                                               "server_error", "service_unavailable"))
+            return
         if not url.path.rstrip("/").endswith("/realtime"):
             self.totals.refused["not_found"] += 1
             log.info("refused a handshake for %s: no such route", url.path)
@@ -137,12 +165,16 @@ class RelayServer:
         self.totals.open[opened] += 1
         self.totals.live[id(translator)] = (model, translator)
         reason = "relay_error"
+        session: Session | None = None
         log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
         try:
             session = Session(
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
             )
+            self._sessions.add(session)
+            if self.draining:
+                session.drain()
             await session.run()
             reason = session.end_reason
         except Exception:
@@ -151,6 +183,10 @@ class RelayServer:
             with trio.CancelScope(shield=True):
                 await client.close(1011, "relay internal error")
         finally:
+            if session is not None:
+                self._sessions.discard(session)
+                if not self._sessions:
+                    self._all_ended.set()
             self.active_sessions -= 1
             self.totals.open[opened] -= 1
             self.totals.session_ended(id(translator), reason)

@@ -113,6 +113,7 @@ class Session:
         # The clock of the translator's idle_timeout_ms, and the arming it times.
         self._idle_scope: trio.CancelScope | None = None
         self._idle_epoch = -1
+        self._draining = False  # the relay is shutting down: leave at the next point of rest
 
     @property
     def end_reason(self) -> str:
@@ -176,7 +177,28 @@ class Session:
         self._watch_reply()
         if self._t.idle_armed or self._idle_scope is not None:
             self._watch_idle()
+        if self._draining:
+            self._leave_if_at_rest()
 
+    # ------------------------------------------------------------ drain
+
+    def drain(self) -> None:
+        """The relay is shutting down: end the session as soon as no response is in flight (1001, going away)."""
+        self._draining = True
+        self._leave_if_at_rest()
+
+    def _leave_if_at_rest(self) -> None:
+        if self._t.at_rest and self._outbox.close is None:
+            self.go_away()
+
+    def go_away(self) -> None:
+        """Close the client with 1001 after what is queued for it; one that reads nothing is dropped after the close
+        handshake's time.  The upstream is closed cleanly when the client reader ends."""
+        if self._nursery is None or self._outbox.close is not None:
+            return
+        log.info("%s closing the client: the relay is shutting down", self._label)
+        self._outbox.finish(Close(1001, "going away"))
+        self._nursery.start_soon(self._overflow_deadline)
     def _client_overflow(self) -> None:
         assert self._nursery is not None
         self._overflowed = True
@@ -191,8 +213,7 @@ class Session:
         # The writer closes the client after its current write; a client that reads nothing never lets that
         # write end, so the session ends without it.
         await trio.sleep(CLOSE_TIMEOUT)
-        log.warning("%s client read nothing for %g s after its send buffer filled; dropping it",
-                    self._label, CLOSE_TIMEOUT)
+        log.warning("%s client read nothing for %g s after being closed; dropping it", self._label, CLOSE_TIMEOUT)
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 

@@ -138,6 +138,11 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         return self._take()
 
     @property
+    def at_rest(self) -> bool:
+        """No response open and nothing owed by Gemini: a point where the session can end without cutting a reply."""
+        return (self._response is None or self._response.finished) and not self.awaiting_model
+
+    @property
     def audio_in_seconds(self) -> float:
         return self._audio.total_ms / 1000
 
