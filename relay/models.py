@@ -2,8 +2,10 @@
 
 Rows are matched by the upstream model id (first matching pattern wins) and may be overridden per model in
 config (`litellm_params.capabilities`); the translator asks this table and nothing else guesses.  Facts:
-shared/reference/gemini-openai-2026-12.md section 2.2 (the feature matrix, from Google's model pages of
-2026) and protocols.md sections 2.2-2.4 and pitfalls 6, 8-10.  `markdown_table()` renders the README's table.
+Google's Live API model pages of 2026 (ai.google.dev `/gemini-api/docs/models/gemini-3.8-live` and its
+siblings; the Vertex "Gemini Enterprise Agent Platform" Live API guides) and google-genai 3.6.1's types, plus
+other bridges' field reports (native-audio models refuse TEXT; Vertex refused call ids and `scheduling` with
+1007).  `markdown_table()` renders the README's table.
 """
 
 from __future__ import annotations

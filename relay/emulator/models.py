@@ -5,7 +5,7 @@ after the last ``/``: Vertex sends ``projects/P/locations/L/publishers/google/mo
 ``models/M``); the first matching row wins and anything unmatched gets ``LEGACY``, which is what the
 emulator did before it knew about models (it accepts everything, and calls are always BLOCKING).
 Setup validation (``setup.py``) and the session (``session.py``) ask this table; nothing else looks
-at the model name. Facts: shared/reference/gemini-openai-2026-12.md section 2.2 (the feature matrix).
+at the model name. Facts: Google's Live API model pages of 2026 (ai.google.dev and the Vertex guides).
 The emulator models Google on its own, so this table is deliberately not ``relay.models``.
 """
 

@@ -1,6 +1,6 @@
 """The fast transport: `MessageSocket` over websockets' sans-IO core, driven inline under trio.
 
-shared/reference/transport.md measured trio-websocket's costs: a reader task and a memory channel per
+trio-websocket's costs, as measured relaying audio frames: a reader task and a memory channel per
 connection, 4 KiB reads and wsproto's pure-Python parsing and unmasking.  Here the task that asks for a
 message parses it: `get_message` reads up to 64 KiB from the stream, feeds `protocol.receive_data` (C
 speedups for unmasking) and queues the complete messages in a deque local to the socket.  The deque is
