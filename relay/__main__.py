@@ -7,6 +7,7 @@ import errno
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -101,6 +102,29 @@ async def _serve(config: Config | None, host: str, port: int, transport: str | N
         where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
         url = f"ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME"
         print(f"relay listening on {url}{where}", flush=True)
+        await _until_signalled(server, config.drain_timeout)
+        nursery.cancel_scope.cancel()
+
+
+async def _until_signalled(server: RelayServer, drain_timeout: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (RelayServer.drain); a second signal stops at once."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            break
+        print(f"relay: draining: no new sessions, open ones end after their response in flight (at most "
+              f"{drain_timeout:g} s); signal again to stop at once", flush=True)
+        async with trio.open_nursery() as nursery:
+
+            async def drain() -> None:
+                await server.drain(drain_timeout)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(drain)
+            async for _ in signals:
+                # At once: no closing handshakes (each may wait seconds for a peer); the kernel closes the sockets.
+                print("relay: stopping now", flush=True)
+                sys.stderr.flush()
+                os._exit(0)
 
 
 async def _emulate(host: str, port: int, options: EmulatorOptions) -> None:

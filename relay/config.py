@@ -78,6 +78,8 @@ class Config:
     # Bytes of server events a client may leave unread (about 8 s of 24 kHz audio deltas); past it the client is
     # closed with 1008, so a client that stopped reading cannot make the relay hold its output without limit.
     client_send_buffer: int = 512 * 1024
+    # Seconds a SIGTERM/SIGINT drain gives open sessions to finish their response in flight (then 1001).
+    drain_timeout: float = 30.0
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -135,6 +137,7 @@ class _GeneralSettings:
     resume_buffer_seconds: Any = None
     upstream_ping_timeout: Any = None
     client_send_buffer: Any = None
+    drain_timeout: Any = None
 
 
 # general_settings keys of LiteLLM's proxy that the relay has no use for: a LiteLLM config.yaml keeps working, with
@@ -550,7 +553,8 @@ def _general_settings(
     if settings is None:
         return None, DEFAULT_TRANSPORT, default_timeout, {}
     numbers: dict[str, float | int] = {}
-    for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True)):
+    for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True),
+                          ("drain_timeout", True)):
         value = getattr(settings, name)
         if value is None:
             continue

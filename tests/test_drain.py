@@ -83,3 +83,59 @@ def test_a_drain_closes_an_idle_session_at_once_and_a_stuck_one_at_the_timeout(d
         assert closed.value.rcvd.code == 1001 and time.monotonic() - started >= 1.0
     drain.join(timeout=20)
     assert not drain.is_alive()
+
+
+
+def open_session(port: int, text: str, until: str):
+    """A raw GA client on the relay at `port` that asked for a text response to `text`, once it saw `until`."""
+    import json
+
+    from websockets.sync.client import connect
+
+    ws = connect(f"ws://127.0.0.1:{port}/v1/realtime?model=vertex_gemini_live_text", open_timeout=10)
+    assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+    for event in ({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}},
+                  {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                                 "content": [{"type": "input_text", "text": text}]}},
+                  {"type": "response.create"}):
+        ws.send(json.dumps(event))
+    while json.loads(ws.recv(timeout=10))["type"] != until:
+        pass
+    return ws
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sigterm_drains_the_streaming_response_closes_1001_and_exits_0(transport):
+    import json
+    import signal
+
+    from tests.test_cli import relay_process
+
+    words = " ".join(f"word{i}" for i in range(40))  # the demo emulator streams a word each 20 ms
+    with relay_process("--transport", transport) as (proc, port, _banner):
+        ws = open_session(port, words, "response.output_text.delta")
+        proc.send_signal(signal.SIGTERM)
+        kinds = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                kinds.append(json.loads(ws.recv(timeout=10))["type"])
+        assert kinds[-1] == "response.done", kinds
+        assert closed.value.rcvd.code == 1001
+        assert proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_second_signal_stops_at_once(transport):
+    import signal
+
+    from tests.test_cli import relay_process
+
+    with relay_process("--transport", transport) as (proc, port, _banner):
+        open_session(port, "never answered [fault:silent]", "response.created")
+        proc.send_signal(signal.SIGTERM)  # the drain would wait up to 30 s for that response
+        time.sleep(0.3)
+        assert proc.poll() is None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(5) == 0
+        assert time.monotonic() - started < 1.5
