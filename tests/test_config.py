@@ -656,3 +656,12 @@ def test_gemini_features_are_checked_against_the_model(tmp_path: Path) -> None:
     assert "litellm_params.thinking_budget" in error(tmp_path, one_model(native + "thinking_budget: lots\n"))
     assert "litellm_params.media_resolution" in error(tmp_path, one_model(native + "media_resolution: huge\n"))
     assert "litellm_params.affective_dialog" in error(tmp_path, one_model(native + "affective_dialog: 'yes'\n"))
+
+
+def test_drain_timeout_setting(tmp_path: Path) -> None:
+    text = one_model("model: vertex_ai/m\n")
+    assert load(tmp_path, text)[0].drain_timeout == 30.0
+    assert load(tmp_path, text + "general_settings: {drain_timeout: 5}\n")[0].drain_timeout == 5.0
+    assert load(tmp_path, text + "general_settings: {drain_timeout: 0}\n")[0].drain_timeout == 0.0
+    for bad in ("-1", "'30'", "true"):
+        assert "general_settings.drain_timeout" in error(tmp_path, text + f"general_settings: {{drain_timeout: {bad}}}\n")
