@@ -664,4 +664,5 @@ def test_drain_timeout_setting(tmp_path: Path) -> None:
     assert load(tmp_path, text + "general_settings: {drain_timeout: 5}\n")[0].drain_timeout == 5.0
     assert load(tmp_path, text + "general_settings: {drain_timeout: 0}\n")[0].drain_timeout == 0.0
     for bad in ("-1", "'30'", "true"):
-        assert "general_settings.drain_timeout" in error(tmp_path, text + f"general_settings: {{drain_timeout: {bad}}}\n")
+        settings = f"general_settings: {{drain_timeout: {bad}}}\n"
+        assert "general_settings.drain_timeout" in error(tmp_path, text + settings)
