@@ -18,6 +18,7 @@ import trio
 
 from relay.config import Config, ConfigError, default_config, load_config
 from relay.emulator import Emulator, EmulatorOptions
+from relay.logs import FORMATS, configure, default_format
 from relay.server import RelayServer
 from relay.transport import TRANSPORT_NAMES
 
@@ -161,6 +162,13 @@ def _port(text: str) -> int:
     return port
 
 
+def _level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise argparse.ArgumentTypeError(f"unknown level {text!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
 def _log_level() -> str:
     """RELAY_LOG_LEVEL, checked: logging.basicConfig would raise a ValueError with a traceback."""
     level = os.environ.get("RELAY_LOG_LEVEL", "INFO").strip().upper()
@@ -182,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument("--config", help="LiteLLM-style YAML config; without it the built-in emulator is served")
     serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--log-format", choices=FORMATS,
+                       help="json: one object per line (the default when stderr is not a terminal); text")
+    serve.add_argument("--log-level", type=_level, help="DEBUG, INFO (default, or RELAY_LOG_LEVEL), WARNING, ERROR")
     serve.add_argument("--port", type=_port, default=4000)
     serve.add_argument(
         "--transport",
@@ -200,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run a benchmark (python -m relay bench --help)", add_help=False)
     args = parser.parse_args(argv)
     try:
-        logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level, fmt = getattr(args, "log_level", None), getattr(args, "log_format", None)
+        configure(level or _log_level(), fmt or default_format())
         if args.command == "emulator":
             options = EmulatorOptions(
                 bearer_token=args.bearer_token,

@@ -13,6 +13,7 @@ import trio
 from relay.config import Config
 from relay.http import HttpApp
 from relay.ids import SessionIds
+from relay.logs import SESSION
 from relay.metrics import Totals, exposition, registry_for
 from relay.models import caps_for
 from relay.session import Session
@@ -160,13 +161,17 @@ class RelayServer:
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
         label = f"[{translator.session.id} {model}]"
+        SESSION.set({"session": translator.session.id, "model": model})
+        started = trio.current_time()
         self.active_sessions += 1
         opened = (model, translator.dialect or "auto")
         self.totals.open[opened] += 1
         self.totals.live[id(translator)] = (model, translator)
         reason = "relay_error"
         session: Session | None = None
-        log.info("%s connected (dialect %s)", label, translator.dialect or "from first event")
+        log.info("%s connected (dialect %s) from %s", label, translator.dialect or "from first event", req.remote,
+                 extra={"fields": {"event": "session_start", "client": req.remote,
+                                   "dialect": translator.dialect or "auto"}})
         try:
             session = Session(
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
@@ -192,4 +197,9 @@ class RelayServer:
             self.totals.session_ended(id(translator), reason)
             with trio.CancelScope(shield=True):
                 await client.close(1000, "")
-            log.info("%s closed", label)
+            totals = {"event": "session_end", "end_reason": reason,
+                      "duration_s": round(trio.current_time() - started, 3), "turns": translator.responses,
+                      "audio_in_s": round(translator.audio_in_seconds, 3), "tokens_in": translator.tokens_in,
+                      "tokens_out": translator.tokens_out}
+            log.info("%s closed (%s, %.1f s, %d turns)", label, reason, totals["duration_s"], translator.responses,
+                     extra={"fields": totals})

@@ -104,6 +104,7 @@ class HandshakeRequest:
     path: str
     headers: tuple[tuple[str, str], ...]
     subprotocols: tuple[str, ...]
+    remote: str = ""  # the client's address, host:port, for the logs
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -289,8 +290,10 @@ class TrioWebsocketIncoming:
     def __init__(self, request: tws.WebSocketRequest) -> None:
         self._request = request
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers)
+        remote = request.remote
         self.request = HandshakeRequest(
-            path=request.path, headers=headers, subprotocols=tuple(request.proposed_subprotocols)
+            path=request.path, headers=headers, subprotocols=tuple(request.proposed_subprotocols),
+            remote=f"{remote.address}:{remote.port}" if isinstance(remote, tws.Endpoint) else str(remote),
         )
 
     async def accept(self, subprotocol: str | None = None) -> TrioWebsocketSocket:

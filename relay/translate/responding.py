@@ -108,6 +108,7 @@ class Responding:
     def _start_response(self, params: dict[str, Any], send: bool) -> None:
         """response.created, and (with `send`) the pending turns that make Gemini answer."""
         self._idle_disarm()
+        self.responses += 1
         self._audio.turn_taken = False
         probe = attrs.evolve(self.session, kept={})
         try:

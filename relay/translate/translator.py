@@ -72,6 +72,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self._init_resumption(switch_buffer_ms)
         self._init_idle()
         self.tokens_in = self.tokens_out = 0  # Gemini's usage over the session's finished responses
+        self.responses = 0  # responses started, for the session's end line
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False

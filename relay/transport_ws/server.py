@@ -49,7 +49,8 @@ class WebsocketsIncoming:
         self.responded = False
         offered = [p for value in request.headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol(value)]
         self.request = HandshakeRequest(
-            path=request.path, headers=tuple(request.headers.raw_items()), subprotocols=tuple(offered)
+            path=request.path, headers=tuple(request.headers.raw_items()), subprotocols=tuple(offered),
+            remote=_peer(stream),
         )
 
     async def accept(self, subprotocol: str | None = None) -> WebsocketsSocket:
@@ -88,6 +89,15 @@ class WebsocketsIncoming:
             await write_out(self._stream, self._protocol)
         except STREAM_ERRORS as exc:
             raise SocketClosed(1006, f"connection lost: {describe(exc)}") from None
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    tcp = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        host, port = tcp.socket.getpeername()[:2]  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return ""
+    return f"{host}:{port}"
 
 
 async def _linger(stream: trio.abc.Stream) -> None:
