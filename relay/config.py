@@ -62,6 +62,15 @@ class ModelEntry:
 
 
 @attrs.frozen
+class ClientKey:
+    """A key clients present (`general_settings.keys`), named so that usage is attributed in metrics and logs."""
+
+    name: str
+    key: str = attrs.field(repr=False)
+    max_sessions: int | None = None  # concurrent sessions on this key; None: only the global limit
+
+
+@attrs.frozen
 class Config:
     models: tuple[ModelEntry, ...]
     master_key: str | None = attrs.field(default=None, repr=False)
@@ -80,6 +89,20 @@ class Config:
     client_send_buffer: int = 512 * 1024
     # Seconds a SIGTERM/SIGINT drain gives open sessions to finish their response in flight (then 1001).
     drain_timeout: float = 30.0
+    # Named client keys (with master_key, if set, as "master"); none at all: the relay is open.
+    keys: tuple[ClientKey, ...] = ()
+    # Concurrent sessions on the whole relay (Google caps a project at 1,000 sessions of 2.5 native audio).
+    max_sessions: int = 1000
+    # Client events a session may send per second (20 ms audio is 50/s); 0 = no limit.
+    max_events_per_second: float = 500.0
+    # Seconds a session may last; 0 = no limit.
+    max_session_seconds: float = 7200.0
+
+    def client_keys(self) -> tuple[ClientKey, ...]:
+        """Every key a client may present: the named keys, and master_key as "master"."""
+        if self.master_key and not any(k.key == self.master_key for k in self.keys):
+            return (*self.keys, ClientKey("master", self.master_key))
+        return self.keys
 
     def model(self, name: str) -> ModelEntry | None:
         return next((entry for entry in self.models if entry.model_name == name), None)
@@ -138,6 +161,10 @@ class _GeneralSettings:
     upstream_ping_timeout: Any = None
     client_send_buffer: Any = None
     drain_timeout: Any = None
+    keys: Any = None
+    max_sessions: Any = None
+    max_events_per_second: Any = None
+    max_session_seconds: Any = None
 
 
 # general_settings keys of LiteLLM's proxy that the relay has no use for: a LiteLLM config.yaml keeps working, with
@@ -539,7 +566,7 @@ _TOP_KEYS = ("model_list", "general_settings")
 
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
-) -> tuple[str | None, TransportName, float, dict[str, float | int]]:
+) -> tuple[str | None, TransportName, float, dict[str, Any]]:
     """(master_key, transport, response_timeout, other numbers) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
     default_timeout = attrs.fields(Config).response_timeout.default
@@ -552,9 +579,9 @@ def _general_settings(
     settings = _structure(raw, _GeneralSettings, f"{path}: general_settings.", errors, warnings)
     if settings is None:
         return None, DEFAULT_TRANSPORT, default_timeout, {}
-    numbers: dict[str, float | int] = {}
+    numbers: dict[str, Any] = {}
     for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True),
-                          ("drain_timeout", True)):
+                          ("drain_timeout", True), ("max_events_per_second", True), ("max_session_seconds", True)):
         value = getattr(settings, name)
         if value is None:
             continue
@@ -565,6 +592,14 @@ def _general_settings(
             errors.append(f"{path}: general_settings.{name}: must be {kind}, got {value!r}")
             continue
         numbers[name] = float(value)
+    limit = settings.max_sessions
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            errors.append(f"{path}: general_settings.max_sessions: must be a whole number, at least 1, got {limit!r}")
+        else:
+            numbers["max_sessions"] = limit
+    if settings.keys is not None:
+        numbers["keys"] = _client_keys(settings.keys, path, env, errors)
     size = settings.client_send_buffer
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 4096:
@@ -604,6 +639,43 @@ def _general_settings_keys(raw: Mapping[Any, Any], path: str, warnings: list[str
         warnings.append(f"{path}: general_settings: {', '.join(ignored)}: LiteLLM proxy settings not used by the "
                         "relay, ignored")
     return kept
+
+
+def _client_keys(raw: Any, path: str, env: Mapping[str, str], errors: list[str]) -> tuple[ClientKey, ...]:
+    """general_settings.keys: a list of {name, key, max_sessions}; key may be os.environ/NAME."""
+    where = f"{path}: general_settings.keys"
+    if not isinstance(raw, list):
+        errors.append(f"{where}: must be a list of {{name, key, max_sessions}}, got {_kind(raw)}")
+        return ()
+    keys: list[ClientKey] = []
+    for i, entry in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            errors.append(f"{at}: must be a mapping with name and key, got {_kind(entry)}")
+            continue
+        unknown = sorted(set(entry) - {"name", "key", "max_sessions"})
+        if unknown:
+            errors.append(f"{at}: unknown key {unknown[0]}; expected name, key, max_sessions")
+            continue
+        name, limit = entry.get("name"), entry.get("max_sessions")
+        try:
+            key = _resolve(entry.get("key"), "key", env) if isinstance(entry.get("key"), str) else None
+        except _Problem as p:
+            errors.append(f"{at}.{p.field}: {p.message}")
+            continue
+        if not isinstance(name, str) or not name.strip():
+            errors.append(f"{at}.name: required, a non-empty string")
+        elif any(k.name == name for k in keys):
+            errors.append(f"{at}.name: duplicate of another key's name {name!r}")
+        elif not key or not key.strip():
+            errors.append(f"{at}.key: required, a non-empty string (or os.environ/NAME)")
+        elif any(k.key == key for k in keys):
+            errors.append(f"{at}.key: the same key as another entry")  # never the key itself: it is a secret
+        elif limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            errors.append(f"{at}.max_sessions: must be a whole number, at least 1, got {limit!r}")
+        else:
+            keys.append(ClientKey(name, key, limit))
+    return tuple(keys)
 
 
 def _master_key(

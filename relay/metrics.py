@@ -31,6 +31,7 @@ class Totals:
     refused: Counter[str] = attrs.field(factory=Counter)  # handshake refusals by reason
     tokens: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, input|output), ended sessions
     audio_in: Counter[str] = attrs.field(factory=Counter)  # seconds by model, ended sessions
+    by_key: Counter[str] = attrs.field(factory=Counter)  # open sessions by client key name
     live: dict[int, tuple[str, Translator]] = attrs.field(factory=dict)  # open sessions' translators
 
     def session_ended(self, key: int, reason: str) -> None:
@@ -86,7 +87,18 @@ class RelayCollector:
         for model, seconds in sorted(audio.items()):
             audio_in.add_metric([model], seconds)
         yield audio_in
+        keys = GaugeMetricFamily("relay_sessions_open_by_key", "Client sessions open now, by the name of the key "
+                                 "they presented (anonymous on a relay without keys).", labels=["key"])
+        for name, n in sorted(t.by_key.items()):
+            keys.add_metric([name], n)
+        yield keys
         s = self._stats
+        limits = CounterMetricFamily("relay_limit_rejections", "What a limit refused: sessions, key_sessions "
+                                     "(handshakes answered 429), events_per_second (events answered "
+                                     "rate_limit_exceeded), session_seconds (sessions closed).", labels=["limit"])
+        for limit, n in sorted(s.limits.items()):
+            limits.add_metric([limit], n)
+        yield limits
         yield CounterMetricFamily("relay_client_send_overflows", "Clients closed with 1008 for leaving more than "
                                   "client_send_buffer unread.", value=s.client_send_overflows)
         yield CounterMetricFamily("relay_upstream_send_overflows", "Gemini connections dropped for leaving more "

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 
-from relay.config import Config
+from relay.config import ClientKey, Config
 from relay.http import HttpApp
 from relay.ids import SessionIds
 from relay.logs import SESSION
@@ -24,6 +24,8 @@ from relay.transport import CLOSE_TIMEOUT, MAX_EVENT_SIZE, HandshakeRequest, Inc
 from relay.upstream import Upstream
 
 log = logging.getLogger("relay.server")
+# The key of every session on a relay configured without keys.
+ANONYMOUS = ClientKey("anonymous", "")
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
@@ -89,6 +91,19 @@ class RelayServer:
             self.serving = True
             task_status.started(bound)
 
+    def _over_limit(self, key: ClientKey) -> str | None:
+        """Why a new session on `key` would pass a concurrency limit (counted and logged), or None."""
+        if self.active_sessions >= self.config.max_sessions:
+            limit, why = "sessions", f"The relay serves at most {self.config.max_sessions} sessions at once."
+        elif key.max_sessions is not None and self.totals.by_key[key.name] >= key.max_sessions:
+            limit, why = "key_sessions", f"The key {key.name!r} may open at most {key.max_sessions} sessions at once."
+        else:
+            return None
+        self.stats.limits[limit] += 1
+        self.totals.refused[limit] += 1
+        log.info("refused a handshake: %s", why)
+        return why + " Try again later."
+
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: /ready turns 503 and new handshakes get 503; each open session ends (1001, going
         away) once its response in flight is done; after `timeout` seconds the rest are closed as they are."""
@@ -109,12 +124,17 @@ class RelayServer:
                 self._all_ended = trio.Event()
                 await self._all_ended.wait()
 
-    def _authorized(self, req: HandshakeRequest) -> bool:
-        expected = self.config.master_key
-        if not expected:
-            return True
-        given = client_key(req) or ""
-        return hmac.compare_digest(given.encode(), expected.encode())
+    def _key_of(self, req: HandshakeRequest) -> ClientKey | None:
+        """The configured key the client presented (ANONYMOUS on a relay without keys), else None."""
+        keys = self.config.client_keys()
+        if not keys:
+            return ANONYMOUS
+        given = (client_key(req) or "").encode()
+        found = None
+        for key in keys:  # every key compared, in constant time each: the time taken says nothing of which
+            if hmac.compare_digest(given, key.key.encode()):
+                found = key
+        return found
 
     async def handle(self, conn: IncomingConnection) -> None:
         req = conn.request
@@ -130,7 +150,8 @@ class RelayServer:
             await conn.reject(404, _error_body(f"No route for {url.path}; use /v1/realtime?model=NAME.",
                                                "invalid_request_error", "not_found"))
             return
-        if not self._authorized(req):
+        key = self._key_of(req)
+        if key is None:
             self.totals.refused["invalid_api_key"] += 1
             log.info("refused a handshake: %s API key", "wrong" if client_key(req) else "no")
             await conn.reject(401, _error_body("Incorrect API key provided.", "invalid_request_error",
@@ -150,6 +171,10 @@ class RelayServer:
                                                "invalid_request_error", "model_not_found",
                                                model=model, valid_models=names))
             return
+        refusal = self._over_limit(key)
+        if refusal is not None:
+            await conn.reject(429, _error_body(refusal, "invalid_request_error", "rate_limit_exceeded"))
+            return
         # Browsers fail a handshake whose offered subprotocols get no answer; never echo the key entry.
         subprotocol = "realtime" if "realtime" in req.subprotocols else None
         client = await conn.accept(subprotocol)
@@ -161,12 +186,13 @@ class RelayServer:
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
         label = f"[{translator.session.id} {model}]"
-        SESSION.set({"session": translator.session.id, "model": model})
+        SESSION.set({"session": translator.session.id, "model": model, "key": key.name})
         started = trio.current_time()
         self.active_sessions += 1
         opened = (model, translator.dialect or "auto")
         self.totals.open[opened] += 1
         self.totals.live[id(translator)] = (model, translator)
+        self.totals.by_key[key.name] += 1
         reason = "relay_error"
         session: Session | None = None
         log.info("%s connected (dialect %s) from %s", label, translator.dialect or "from first event", req.remote,
@@ -176,6 +202,8 @@ class RelayServer:
             session = Session(
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
+                max_events_per_second=self.config.max_events_per_second,
+                max_seconds=self.config.max_session_seconds,
             )
             self._sessions.add(session)
             if self.draining:
@@ -194,6 +222,7 @@ class RelayServer:
                     self._all_ended.set()
             self.active_sessions -= 1
             self.totals.open[opened] -= 1
+            self.totals.by_key[key.name] -= 1
             self.totals.session_ended(id(translator), reason)
             with trio.CancelScope(shield=True):
                 await client.close(1000, "")

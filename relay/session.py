@@ -94,8 +94,14 @@ class Session:
         client_send_buffer: int = CLIENT_SEND_BUFFER,
         stats: Stats | None = None,
         model: str = "",
+        max_events_per_second: float = 0.0,
+        max_seconds: float = 0.0,
     ) -> None:
         self.model = model  # the relay's model name, for the metrics
+        self._rate = max_events_per_second  # client events per second; 0 = no limit
+        self._window_end = 0.0  # the current one-second window of that count
+        self._window_count = 0
+        self._max_seconds = max_seconds
         self._client = client
         self._outbox = Outbox(client_send_buffer)
         self._outbox.direct = client.send_now
@@ -125,6 +131,8 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._client_writer)
+                if self._max_seconds:
+                    nursery.start_soon(self._expire)
                 self._route(self._t.start())
                 await self._client_reader()
                 await self._end_upstream()
@@ -291,9 +299,37 @@ class Session:
         try:
             while True:
                 frames = await self._client.get_messages()
+                if self._rate:
+                    frames = self._within_rate(frames)
+                    if not frames:
+                        continue
                 self._feed(self._t.client_frame, frames)
         except SocketClosed as exc:
             log.info("%s client left (%s)", self._label, exc.code)
+
+    def _within_rate(self, frames: list[str | bytes]) -> list[str | bytes]:
+        """The frames within `max_events_per_second` (counted per one-second window); each one over it is answered
+        with a `rate_limit_exceeded` error, and counted."""
+        now = trio.current_time()
+        if now >= self._window_end:
+            self._window_end, self._window_count = now + 1.0, 0
+        room = max(0, int(self._rate) - self._window_count)
+        self._window_count += len(frames)
+        if len(frames) <= room:
+            return frames
+        for frame in frames[room:]:
+            self._stats.limits["events_per_second"] += 1
+            self._route(self._t.refuse_frame(
+                frame, "rate_limit_exceeded", f"More than {self._rate:g} events in one second; this event was "
+                "not processed. Send fewer, larger events (e.g. 100 ms of audio per append)."))
+        return frames[:room]
+
+    async def _expire(self) -> None:
+        await trio.sleep(self._max_seconds)
+        log.info("%s reached max_session_seconds (%g s); closing it", self._label, self._max_seconds)
+        self._stats.limits["session_seconds"] += 1
+        self._route(self._t.session_expired(self._max_seconds))
+        self._nursery.start_soon(self._overflow_deadline)  # type: ignore[union-attr]
 
     async def _client_writer(self) -> None:
         outbox = self._outbox

@@ -17,3 +17,5 @@ class Stats:
     client_backlog_peak: int = 0
     # Connections to Gemini by (model, fresh|resume, ok|failed), one count per attempt.
     upstream: Counter[tuple[str, str, str]] = attrs.field(factory=Counter)
+    # Rejections by limit: sessions (global), key_sessions, events_per_second, session_seconds, frame_size.
+    limits: Counter[str] = attrs.field(factory=Counter)

@@ -666,3 +666,22 @@ def test_drain_timeout_setting(tmp_path: Path) -> None:
     for bad in ("-1", "'30'", "true"):
         settings = f"general_settings: {{drain_timeout: {bad}}}\n"
         assert "general_settings.drain_timeout" in error(tmp_path, text + settings)
+
+
+def test_named_client_keys_and_limits(tmp_path: Path) -> None:
+    text = one_model("model: vertex_ai/m\n")
+    settings = ("general_settings:\n  master_key: sk-m\n  max_sessions: 50\n  max_events_per_second: 0\n"
+                "  keys:\n    - {name: alice, key: sk-a, max_sessions: 2}\n    - {name: bob, key: os.environ/BOB}\n")
+    config = load(tmp_path, text + settings, env={"BOB": "sk-b"})[0]
+    assert [(k.name, k.key, k.max_sessions) for k in config.client_keys()] == [
+        ("alice", "sk-a", 2), ("bob", "sk-b", None), ("master", "sk-m", None)]
+    assert (config.max_sessions, config.max_events_per_second, config.max_session_seconds) == (50, 0.0, 7200.0)
+    assert "sk-b" not in repr(config)
+    for bad, field in (("[{name: a}]", "keys[0].key"), ("[{key: k}]", "keys[0].name"),
+                       ("[{name: a, key: k, max_sessions: 0}]", "keys[0].max_sessions"),
+                       ("[{name: a, key: k, colour: red}]", "keys[0]"),
+                       ("[{name: a, key: k}, {name: a, key: j}]", "keys[1].name"), ("sk-x", "keys")):
+        assert f"general_settings.{field}" in error(tmp_path, text + f"general_settings:\n  keys: {bad}\n"), bad
+    assert "general_settings.max_sessions" in error(tmp_path, text + "general_settings: {max_sessions: 0}\n")
+    secret = error(tmp_path, text + "general_settings:\n  keys: [{name: a, key: sk-s}, {name: b, key: sk-s}]\n")
+    assert "sk-s" not in secret

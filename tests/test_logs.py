@@ -59,7 +59,7 @@ def test_a_full_session_logs_its_totals_and_nothing_secret_or_private(stack):
     assert mine and all(line["model"] == "vertex_gemini_live_text" for line in mine)
     start = next(line for line in mine if line.get("event") == "session_start")
     end = next(line for line in mine if line.get("event") == "session_end")
-    assert start["dialect"] in ("ga", "auto") and start["client"].startswith("127.0.0.1:")
+    assert start["dialect"] in ("ga", "auto") and start["client"].startswith("127.0.0.1:") and start["key"] == "master"
     assert end["end_reason"] == "client_closed" and end["turns"] == 4 and end["duration_s"] > 0
     assert end["audio_in_s"] == 0.4 and end["tokens_in"] > 0 and end["tokens_out"] > 0
     for secret in (MASTER_KEY, stack.tokens.token, "studio-test-key", PRIVATE, audio[:64], "12:00"):

@@ -179,6 +179,8 @@ class Responding:
         self._held = None  # Gemini is already answering: a held response.create has nothing left to wait for
         self._vad_turn_ended()
         self._audio.turn_taken = False
+        self._idle_disarm()
+        self.responses += 1
         cfg = self.session
         modalities = ("text",) if self._upstream_modality == "TEXT" else cfg.modalities
         response = oa.Response(

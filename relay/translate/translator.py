@@ -18,7 +18,7 @@ from relay.ids import IdFactory
 from relay.models import GeminiOptions, ModelCaps
 from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, is_ga_shaped
 from relay.translate.audio_in import AudioInput, InputAudioState
-from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
+from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Close, Output
 from relay.translate.conversation import Conversation
 from relay.translate.idle import IdleTimer
 from relay.translate.items import ItemStore
@@ -105,6 +105,24 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             self._client_event(event)
         except ClientError as exc:
             self._error(exc.code, exc.message, exc.param, event_id)
+        return self._take()
+
+    def refuse_frame(self, frame: str | bytes, code: str, message: str) -> Output:
+        """A client event the shell will not take (a limit it enforces): an `error` naming its event_id."""
+        event_id = None
+        if len(frame) <= self._max_frame:
+            try:
+                event_id = codec.event_id_of(codec.parse_json(frame))
+            except ClientError:
+                pass
+        self._error(code, message, event_id=event_id)
+        return self._take()
+
+    def session_expired(self, seconds: float) -> Output:
+        """The session reached the relay's longest duration: an `error`, then the client is closed."""
+        self._error("session_expired", f"Your session hit the maximum duration of {seconds:g} seconds.",
+                    kind="invalid_request_error")
+        self._out.close = Close(1000, "session expired")
         return self._take()
 
     def upstream_frame(self, frame: str | bytes) -> Output:

@@ -1,0 +1,93 @@
+"""Named client keys and the relay's limits over real sockets: each limit answers the OpenAI way (HTTP 429 at the
+handshake, or an `error` event, then a close where it must), is counted in the metrics, and leaves others alone."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.clients import raw
+from tests.stack import TRANSPORTS, Stack
+from tests.test_http import metrics
+
+KEYS = [{"name": "alice", "key": "sk-alice-1", "max_sessions": 1}, {"name": "bob", "key": "sk-bob-2"}]
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def limited(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    s = Stack(tmp_path_factory.mktemp("limits"), transport=request.param, general_settings={
+        "keys": KEYS, "max_sessions": 3, "max_events_per_second": 20, "max_session_seconds": 2}).start()
+    yield s
+    s.stop()
+
+
+def as_key(stack: Stack, key: str):
+    return raw(stack, headers={"Authorization": f"Bearer {key}"}, dialect="ga")
+
+
+def refused_with(stack: Stack, key: str) -> int:
+    with pytest.raises(InvalidStatus) as refused, as_key(stack, key):
+        pass
+    return refused.value.response.status_code
+
+
+def quiet(stack: Stack) -> None:
+    deadline = time.monotonic() + 5
+    while stack.server.active_sessions and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_key_over_its_session_limit_gets_429_and_the_others_go_on(limited):
+    quiet(limited)
+    with as_key(limited, "sk-alice-1") as alice:
+        alice.recv()
+        assert refused_with(limited, "sk-alice-1") == 429
+        with as_key(limited, "sk-bob-2") as bob:
+            assert bob.recv()["type"] == "session.created"
+            seen = metrics(limited)
+            assert seen[("relay_sessions_open_by_key", (("key", "alice"),))] == 1
+            assert seen[("relay_sessions_open_by_key", (("key", "bob"),))] == 1
+            assert seen[("relay_limit_rejections_total", (("limit", "key_sessions"),))] >= 1
+    assert refused_with(limited, "sk-nobody") == 401
+
+
+def test_the_relay_over_its_session_limit_gets_429(limited):
+    quiet(limited)
+    with as_key(limited, "sk-bob-2") as a, as_key(limited, "sk-bob-2") as b, as_key(limited, "sk-alice-1") as c:
+        for conn in (a, b, c):
+            conn.recv()
+        assert refused_with(limited, "sk-bob-2") == 429
+        assert metrics(limited)[("relay_limit_rejections_total", (("limit", "sessions"),))] >= 1
+
+
+def test_events_over_the_rate_get_rate_limit_exceeded_and_the_session_goes_on(limited):
+    quiet(limited)
+    chunk = base64.b64encode(bytes(960)).decode()
+    with as_key(limited, "sk-bob-2") as c:
+        c.recv()
+        for i in range(30):  # in well under a second: 20 are taken, 10 refused
+            c.send({"type": "input_audio_buffer.append", "event_id": f"ev{i}", "audio": chunk})
+        errors = [c.recv() for _ in range(10)]
+        assert {e["type"] for e in errors} == {"error"}
+        assert {e["error"]["code"] for e in errors} == {"rate_limit_exceeded"}
+        assert [e["error"]["event_id"] for e in errors] == [f"ev{i}" for i in range(20, 30)]
+        time.sleep(1.0)
+        c.send({"type": "input_audio_buffer.clear"})
+        assert c.recv()["type"] == "input_audio_buffer.cleared"
+    assert metrics(limited)[("relay_limit_rejections_total", (("limit", "events_per_second"),))] >= 10
+
+
+def test_a_session_over_its_duration_gets_session_expired_then_a_close(limited):
+    quiet(limited)
+    with as_key(limited, "sk-bob-2") as c:
+        c.recv()
+        started = time.monotonic()
+        error = c.recv()
+        assert (error["type"], error["error"]["code"]) == ("error", "session_expired")
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv()
+        assert closed.value.rcvd.code == 1000 and 1.5 < time.monotonic() - started < 4
+    assert metrics(limited)[("relay_limit_rejections_total", (("limit", "session_seconds"),))] >= 1
