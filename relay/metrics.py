@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -32,6 +32,8 @@ class Totals:
     tokens: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, input|output), ended sessions
     audio_in: Counter[str] = attrs.field(factory=Counter)  # seconds by model, ended sessions
     by_key: Counter[str] = attrs.field(factory=Counter)  # open sessions by client key name
+    events: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, client event type), ended sessions
+    messages: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, Gemini message kind), ended
     live: dict[int, tuple[str, Translator]] = attrs.field(factory=dict)  # open sessions' translators
 
     def session_ended(self, key: int, reason: str) -> None:
@@ -40,6 +42,10 @@ class Totals:
         self.tokens[model, "input"] += t.tokens_in
         self.tokens[model, "output"] += t.tokens_out
         self.audio_in[model] += t.audio_in_seconds
+        for kind, n in t.events_in.items():
+            self.events[model, kind] += n
+        for kind, n in t.messages_in.items():
+            self.messages[model, kind] += n
 
 
 class RelayCollector:
@@ -70,12 +76,22 @@ class RelayCollector:
         for (model, kind, outcome), n in sorted(self._stats.upstream.items()):
             upstream.add_metric([model, kind, outcome], n)
         yield upstream
-        tokens = Counter(t.tokens)
-        audio = Counter(t.audio_in)
+        tokens, audio, events, messages = Counter(t.tokens), Counter(t.audio_in), Counter(t.events), Counter(t.messages)
         for model, tr in list(t.live.values()):
             tokens[model, "input"] += tr.tokens_in
             tokens[model, "output"] += tr.tokens_out
             audio[model] += tr.audio_in_seconds
+            for kind, n in list(tr.events_in.items()):
+                events[model, kind] += n
+            for kind, n in list(tr.messages_in.items()):
+                messages[model, kind] += n
+        for name, doc, counts in (
+                ("relay_client_events", "Client events by type (direction client to relay).", events),
+                ("relay_upstream_messages", "Gemini messages by kind (direction Gemini to relay).", messages)):
+            family = CounterMetricFamily(name, doc, labels=["model", "type"])
+            for (model, kind), n in sorted(counts.items()):
+                family.add_metric([model, kind], n)
+            yield family
         usage = CounterMetricFamily("relay_gen_ai_client_token_usage", "Tokens Gemini reported per finished "
                                     "response (OpenTelemetry gen_ai.client.token.usage, as a counter).",
                                     labels=["gen_ai_request_model", "gen_ai_token_type"])
@@ -105,10 +121,19 @@ class RelayCollector:
                                   "than the upstream send buffer unread.", value=s.upstream_send_overflows)
 
 
-def registry_for(totals: Totals, stats: Any) -> CollectorRegistry:
+# Seconds from a response's start to its first content; voice agents care about the low end.
+TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def registry_for(totals: Totals, stats: Any) -> tuple[CollectorRegistry, Histogram]:
+    """The server's registry, and its time-to-first-token histogram (OpenTelemetry gen_ai.server.time_to_first_token:
+    from response.created to the response's first content, as the relay sees them)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(totals, stats))  # type: ignore[arg-type]
-    return registry
+    ttft = Histogram("gen_ai_server_time_to_first_token_seconds", "Seconds from a response's start (the client's "
+                     "response.create, or Gemini's own start under server VAD) to its first content.",
+                     ["gen_ai_request_model"], buckets=TTFT_BUCKETS, registry=registry)
+    return registry, ttft
 
 
 def exposition(registry: CollectorRegistry) -> tuple[str, bytes]:

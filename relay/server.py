@@ -72,7 +72,7 @@ class RelayServer:
         self.draining = False
         self._sessions: set[Session] = set()
         self._all_ended = trio.Event()
-        registry = registry_for(self.totals, self.stats)
+        registry, self._ttft = registry_for(self.totals, self.stats)
         self.http = HttpApp(lambda: self.serving, lambda: exposition(registry))
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
@@ -203,7 +203,7 @@ class RelayServer:
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
                 max_events_per_second=self.config.max_events_per_second,
-                max_seconds=self.config.max_session_seconds,
+                max_seconds=self.config.max_session_seconds, time_to_first_token=self._ttft.labels(model).observe,
             )
             self._sessions.add(session)
             if self.draining:

@@ -96,7 +96,10 @@ class Session:
         model: str = "",
         max_events_per_second: float = 0.0,
         max_seconds: float = 0.0,
+        time_to_first_token: Callable[[float], None] | None = None,
     ) -> None:
+        self._ttft = time_to_first_token  # observes seconds from a response's start to its first content
+        self._resp_seen, self._resp_at, self._resp_timed = 0, 0.0, True
         self.model = model  # the relay's model name, for the metrics
         self._rate = max_events_per_second  # client events per second; 0 = no limit
         self._window_end = 0.0  # the current one-second window of that count
@@ -187,6 +190,16 @@ class Session:
             self._watch_idle()
         if self._draining:
             self._leave_if_at_rest()
+        if self._ttft is not None:
+            self._time_first_token()
+
+    def _time_first_token(self) -> None:
+        started, has_output = self._t.response_progress
+        if started != self._resp_seen:
+            self._resp_seen, self._resp_at, self._resp_timed = started, trio.current_time(), False
+        if has_output and not self._resp_timed:
+            self._resp_timed = True
+            self._ttft(trio.current_time() - self._resp_at)  # type: ignore[misc]
 
     # ------------------------------------------------------------ drain
 

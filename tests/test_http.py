@@ -71,6 +71,13 @@ def test_metrics_change_as_sessions_run(stack):
         fresh = ("relay_upstream_connections_total",
                  (("kind", "fresh"), ("model", "vertex_gemini_live_text"), ("outcome", "ok")))
         assert during[fresh] >= before.get(fresh, 0) + 1
+        created = ("relay_client_events_total", (("model", "vertex_gemini_live_text"), ("type", "response.create")))
+        assert during[created] >= before.get(created, 0) + 1
+        content = ("relay_upstream_messages_total", (("model", "vertex_gemini_live_text"), ("type", "serverContent")))
+        assert during[content] > before.get(content, 0)
+        ttft = ("gen_ai_server_time_to_first_token_seconds_count",
+                (("gen_ai_request_model", "vertex_gemini_live_text"),))
+        assert during[ttft] >= before.get(ttft, 0) + 1
     with pytest.raises(Exception):  # noqa: B017 -- the SDK's handshake error type varies with its version
         with sdk_ga(stack, key="sk-wrong") as c:
             c.recv()

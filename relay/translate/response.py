@@ -30,6 +30,7 @@ class ResponseBuilder:
         emit: Emit,
     ) -> None:
         self.response = response
+        self.has_output = False  # its first content (text, audio or a call) went out: for time-to-first-token
         self._ids = ids
         self._items = items
         self._emit = emit
@@ -55,6 +56,7 @@ class ResponseBuilder:
     def _open_message(self) -> tuple[oa.Item, oa.ContentPart]:
         if self._item is not None and self._part is not None:
             return self._item, self._part
+        self.has_output = True
         r = self.response
         item = oa.Item(
             type="message", id=self._items.new_id(self._ids), object="realtime.item", status="in_progress",
@@ -117,6 +119,7 @@ class ResponseBuilder:
     def function_call(self, call_id: str, name: str, arguments: str) -> None:
         """One function call as its own output item (protocols.md 1.9 D); Gemini gives whole
         arguments, so there is one delta with all of them."""
+        self.has_output = True
         self._close_message("completed")
         self._item = self._part = None
         self._text, self._transcript = [], []

@@ -5,6 +5,7 @@ OpenAI events, Gemini messages and actions out.  No I/O, no clock, ids come from
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import attrs
@@ -73,6 +74,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self._init_idle()
         self.tokens_in = self.tokens_out = 0  # Gemini's usage over the session's finished responses
         self.responses = 0  # responses started, for the session's end line
+        self.events_in: Counter[str] = Counter()  # client events by type, for the metrics
+        self.messages_in: Counter[str] = Counter()  # Gemini messages by kind
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False
@@ -160,6 +163,12 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     def at_rest(self) -> bool:
         """No response open and nothing owed by Gemini: a point where the session can end without cutting a reply."""
         return (self._response is None or self._response.finished) and not self.awaiting_model
+
+    @property
+    def response_progress(self) -> tuple[int, bool]:
+        """(responses started, whether the newest has put out content yet): the shell times the first token."""
+        r = self._response
+        return self.responses, r is not None and r.has_output
 
     @property
     def audio_in_seconds(self) -> float:
@@ -292,6 +301,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     # ============================================================ client events
 
     def _client_event(self, ev: oa.ClientEvent) -> None:
+        self.events_in[getattr(ev, "TYPE", type(ev).__name__)] += 1
         handler = getattr(self, "_on_" + type(ev).__name__)
         handler(ev)
 
@@ -352,6 +362,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     # ============================================================ upstream messages
 
     def _upstream_message(self, msg: gm.ServerMessage) -> None:
+        kind = ("serverContent" if msg.server_content is not None else "toolCall" if msg.tool_call is not None
+                else "sessionResumptionUpdate" if msg.session_resumption_update is not None
+                else "usageMetadata" if msg.usage_metadata is not None else "other")
+        self.messages_in[kind] += 1
         if msg.setup_complete is not None and self._upstream == UPSTREAM_SETUP_SENT:
             self._upstream = UPSTREAM_READY
             for message in self._queued.take():
