@@ -10,7 +10,7 @@ exported here as the counter `relay_gen_ai_client_token_usage_total` with `gen_a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -56,26 +56,7 @@ class RelayCollector:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        t = self._totals
-        sessions = GaugeMetricFamily("relay_sessions_open", "Client sessions open now.", labels=["model", "dialect"])
-        for (model, dialect), n in sorted(t.open.items()):
-            sessions.add_metric([model, dialect], n)
-        yield sessions
-        ended = CounterMetricFamily("relay_sessions_ended", "Client sessions ended, by why.",
-                                    labels=["model", "end_reason"])
-        for (model, reason), n in sorted(t.ended.items()):
-            ended.add_metric([model, reason], n)
-        yield ended
-        refused = CounterMetricFamily("relay_handshakes_refused", "WebSocket handshakes refused, by reason "
-                                      "(invalid_api_key counts authentication failures).", labels=["reason"])
-        for reason, n in sorted(t.refused.items()):
-            refused.add_metric([reason], n)
-        yield refused
-        upstream = CounterMetricFamily("relay_upstream_connections", "Connection attempts to Gemini: fresh or "
-                                       "resumed, and how they went.", labels=["model", "kind", "outcome"])
-        for (model, kind, outcome), n in sorted(self._stats.upstream.items()):
-            upstream.add_metric([model, kind, outcome], n)
-        yield upstream
+        t, s = self._totals, self._stats
         tokens, audio, events, messages = Counter(t.tokens), Counter(t.audio_in), Counter(t.events), Counter(t.messages)
         for model, tr in list(t.live.values()):
             tokens[model, "input"] += tr.tokens_in
@@ -85,40 +66,40 @@ class RelayCollector:
                 events[model, kind] += n
             for kind, n in list(tr.messages_in.items()):
                 messages[model, kind] += n
-        for name, doc, counts in (
-                ("relay_client_events", "Client events by type (direction client to relay).", events),
-                ("relay_upstream_messages", "Gemini messages by kind (direction Gemini to relay).", messages)):
-            family = CounterMetricFamily(name, doc, labels=["model", "type"])
-            for (model, kind), n in sorted(counts.items()):
-                family.add_metric([model, kind], n)
-            yield family
-        usage = CounterMetricFamily("relay_gen_ai_client_token_usage", "Tokens Gemini reported per finished "
-                                    "response (OpenTelemetry gen_ai.client.token.usage, as a counter).",
-                                    labels=["gen_ai_request_model", "gen_ai_token_type"])
-        for (model, kind), n in sorted(tokens.items()):
-            usage.add_metric([model, kind], n)
-        yield usage
-        audio_in = CounterMetricFamily("relay_audio_input_seconds", "Seconds of client audio streamed to Gemini.",
-                                       labels=["model"])
-        for model, seconds in sorted(audio.items()):
-            audio_in.add_metric([model], seconds)
-        yield audio_in
-        keys = GaugeMetricFamily("relay_sessions_open_by_key", "Client sessions open now, by the name of the key "
-                                 "they presented (anonymous on a relay without keys).", labels=["key"])
-        for name, n in sorted(t.by_key.items()):
-            keys.add_metric([name], n)
-        yield keys
-        s = self._stats
-        limits = CounterMetricFamily("relay_limit_rejections", "What a limit refused: sessions, key_sessions "
-                                     "(handshakes answered 429), events_per_second (events answered "
-                                     "rate_limit_exceeded), session_seconds (sessions closed).", labels=["limit"])
-        for limit, n in sorted(s.limits.items()):
-            limits.add_metric([limit], n)
-        yield limits
+        yield _family(GaugeMetricFamily, "relay_sessions_open", "Client sessions open now.", ["model", "dialect"],
+                      t.open)
+        yield _family(CounterMetricFamily, "relay_sessions_ended", "Client sessions ended, by why.",
+                      ["model", "end_reason"], t.ended)
+        yield _family(CounterMetricFamily, "relay_handshakes_refused", "WebSocket handshakes refused, by reason "
+                      "(invalid_api_key counts authentication failures).", ["reason"], t.refused)
+        yield _family(CounterMetricFamily, "relay_upstream_connections", "Connection attempts to Gemini: fresh or "
+                      "resumed, and how they went.", ["model", "kind", "outcome"], s.upstream)
+        yield _family(CounterMetricFamily, "relay_client_events", "Client events by type (direction client to "
+                      "relay).", ["model", "type"], events)
+        yield _family(CounterMetricFamily, "relay_upstream_messages", "Gemini messages by kind (direction Gemini to "
+                      "relay).", ["model", "type"], messages)
+        yield _family(CounterMetricFamily, "relay_gen_ai_client_token_usage", "Tokens Gemini reported per finished "
+                      "response (OpenTelemetry gen_ai.client.token.usage, as a counter).",
+                      ["gen_ai_request_model", "gen_ai_token_type"], tokens)
+        yield _family(CounterMetricFamily, "relay_audio_input_seconds", "Seconds of client audio streamed to Gemini.",
+                      ["model"], audio)
+        yield _family(GaugeMetricFamily, "relay_sessions_open_by_key", "Client sessions open now, by the name of the "
+                      "key they presented (anonymous on a relay without keys).", ["key"], t.by_key)
+        yield _family(CounterMetricFamily, "relay_limit_rejections", "What a limit refused: sessions, key_sessions "
+                      "(handshakes answered 429), events_per_second (events answered rate_limit_exceeded), "
+                      "session_seconds (sessions closed).", ["limit"], s.limits)
         yield CounterMetricFamily("relay_client_send_overflows", "Clients closed with 1008 for leaving more than "
                                   "client_send_buffer unread.", value=s.client_send_overflows)
         yield CounterMetricFamily("relay_upstream_send_overflows", "Gemini connections dropped for leaving more "
                                   "than the upstream send buffer unread.", value=s.upstream_send_overflows)
+
+
+def _family(kind: type[Any], name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
+    """A metric family with one sample per key of `counts` (a label value, or a tuple of them), in key order."""
+    family = kind(name, doc, labels=labels)
+    for key, value in sorted(counts.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
 
 
 # Seconds from a response's start to its first content; voice agents care about the low end.
