@@ -45,6 +45,9 @@ class IdleTimer:
         """How long the shell's timer runs from its arming (`idle_epoch`), or None when no timer runs."""
         if not self.idle_armed or self._response is not None or self.awaiting_model or self._tools.turn_calls:
             return None  # not after a tool call: the client owes its output, not the user
+        return self._idle_setting()
+
+    def _idle_setting(self) -> float | None:
         td = self.session.turn_detection
         ms = td.get("idle_timeout_ms") if isinstance(td, dict) and td.get("type") == "server_vad" else None
         if isinstance(ms, bool) or not isinstance(ms, int | float) or ms <= 0:
@@ -52,6 +55,8 @@ class IdleTimer:
         return float(ms)
 
     def _idle_arm(self) -> None:
+        if self._idle_setting() is None:
+            return  # only sessions that asked for the timer pay for it (appends are checked for speech while armed)
         self.idle_armed = True
         self.idle_epoch += 1
         self._idle_start_ms = self._audio.total_ms
@@ -60,7 +65,7 @@ class IdleTimer:
         self.idle_armed = False
 
     def _idle_heard(self, chunks: list[str]) -> None:
-        if self.idle_armed and self._audio.converter is not None and any(loud(c) for c in chunks):
+        if self.idle_armed and any(loud(c) for c in chunks):
             self.idle_armed = False
 
     def idle_timeout(self, epoch: int) -> Any:
