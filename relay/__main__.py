@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,9 +19,12 @@ import trio
 
 from relay.config import Config, ConfigError, default_config, load_config
 from relay.emulator import Emulator, EmulatorOptions
+from relay.listen import bind_sockets
 from relay.logs import FORMATS, configure, default_format
 from relay.server import RelayServer
 from relay.transport import TRANSPORT_NAMES
+from relay.upstream import Upstream
+from relay.workers import START_TIMEOUT, Supervisor, WorkerFailed, serving_line, watch_parent, worker_count
 
 log = logging.getLogger("relay")
 
@@ -53,6 +57,12 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def _bind_failure(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use; stop what holds it or choose another with --port"
+    return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
+
+
 async def _listen(
     nursery: trio.Nursery, serve: Callable[..., Awaitable[object]], host: str, port: int, what: str = ""
 ) -> int:
@@ -66,53 +76,117 @@ async def _listen(
             raise
         first = leaves[0]
         assert isinstance(first, OSError)
-        if first.errno == errno.EADDRINUSE:
-            reason = f"port {port} on {host} is already in use; stop what holds it or choose another with --port"
-        else:
-            reason = f"cannot listen on {host} port {port}: {first.strerror or first}"
+        reason = _bind_failure(first, host, port)
         raise StartupError(f"{what}: {reason}" if what else reason) from None
 
 
-async def _serve(config: Config | None, host: str, port: int, transport: str | None = None) -> None:
+async def _demo_config(nursery: trio.Nursery) -> Config:
+    """The config without a file: the built-in emulator, started here."""
+    # word-by-word streaming with a short pause, so the demo shows deltas arriving
+    demo = Emulator(EmulatorOptions(chunk_words=1, chunk_delay=0.02))
+    emulator_port = await nursery.start(demo.serve, "127.0.0.1", 0)
+    config = default_config(f"ws://127.0.0.1:{emulator_port}")
+    print(
+        "No --config given: serving the built-in Gemini Live emulator (deterministic echo replies) "
+        f"as model {', '.join(config.model_names)}.",
+        flush=True,
+    )
+    return config
+
+
+def _describe(config: Config, upstreams: list[Upstream]) -> None:
+    for upstream in upstreams:
+        print(f"  model {upstream.describe()}", flush=True)
+    print(f"  transport {config.transport}", flush=True)
+
+
+def _announce(config: Config, host: str, port: int, workers: int = 1) -> None:
+    """After binding, so that a relay that cannot start prints only why."""
+    if not config.master_key and not config.client_keys():
+        print(
+            "WARNING: no master_key (general_settings.master_key or RELAY_MASTER_KEY): "
+            "any client can use this relay and its Google credentials.",
+            file=sys.stderr,
+            flush=True,
+        )
+    where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
+    url = f"ws://{_display_host(host)}:{port}/v1/realtime?model=NAME"
+    print(f"relay listening on {url}{where}" + (f", {workers} workers" if workers > 1 else ""), flush=True)
+
+
+@attrs.frozen
+class WorkerRole:
+    """This process is worker `index` of `serve --workers N` (relay.workers)."""
+
+    index: int
+    metrics_dir: str
+
+
+async def _serve(config: Config | None, host: str, port: int, transport: str | None = None,
+                 worker: WorkerRole | None = None) -> None:
     async with trio.open_nursery() as nursery:
         if config is None:
-            # word-by-word streaming with a short pause, so the demo shows deltas arriving
-            demo = Emulator(EmulatorOptions(chunk_words=1, chunk_delay=0.02))
-            emulator_port = await nursery.start(demo.serve, "127.0.0.1", 0)
-            config = default_config(f"ws://127.0.0.1:{emulator_port}")
-            print(
-                "No --config given: serving the built-in Gemini Live emulator (deterministic echo replies) "
-                f"as model {', '.join(config.model_names)}.",
-                flush=True,
-            )
+            config = await _demo_config(nursery)
         if transport is not None:  # --transport overrides general_settings.transport
             config = attrs.evolve(config, transport=transport)
-        server = RelayServer(config)
-        for upstream in server.upstreams.values():
-            print(f"  model {upstream.describe()}", flush=True)
-        print(f"  transport {config.transport}", flush=True)
+        server = RelayServer(config, *((worker.index, worker.metrics_dir) if worker else ()))
+        if worker is None:
+            _describe(config, list(server.upstreams.values()))
         bound = await _listen(nursery, server.serve, host, port)
-        # After binding, so that a relay that cannot start prints only why.
-        if not config.master_key:
-            print(
-                "WARNING: no master_key (general_settings.master_key or RELAY_MASTER_KEY): "
-                "any client can use this relay and its Google credentials.",
-                file=sys.stderr,
-                flush=True,
-            )
-        where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
-        url = f"ws://{_display_host(host)}:{bound}/v1/realtime?model=NAME"
-        print(f"relay listening on {url}{where}", flush=True)
-        await _until_signalled(server, config.drain_timeout)
+        if worker is None:
+            _announce(config, host, bound)
+        else:
+            print(serving_line(worker.index), flush=True)
+            nursery.start_soon(watch_parent, os.getppid())
+        await _until_signalled(server, config.drain_timeout, quiet=worker is not None)
         nursery.cancel_scope.cancel()
 
 
-async def _until_signalled(server: RelayServer, drain_timeout: float) -> None:
-    """Serve until SIGTERM or SIGINT, then drain (RelayServer.drain); a second signal stops at once."""
+async def _supervise(config: Config | None, args: argparse.Namespace, count: int, log_level: str,
+                     log_format: str) -> None:
+    """`serve --workers N`, N > 1: reserve the port, start the workers, supervise them until a signal drains them."""
+    host = args.host
+    try:
+        reserved = bind_sockets(host, args.port, reuse_port=True)
+    except OSError as exc:
+        raise StartupError(_bind_failure(exc, host, args.port)) from None
+    port = reserved[0].getsockname()[1]
+    try:
+        with tempfile.TemporaryDirectory(prefix="relay-metrics-") as shared:
+            async with trio.open_nursery() as nursery:
+                source = ["--config", args.config]
+                if config is None:
+                    config = await _demo_config(nursery)
+                    source = ["--emulator-url", config.models[0].api_base]
+                if args.transport is not None:
+                    config = attrs.evolve(config, transport=args.transport)
+                _describe(config, [Upstream(m) for m in config.models])
+                command = [sys.executable, "-m", "relay", "serve", "--host", host, "--port", str(port),
+                           "--log-level", log_level, "--log-format", log_format, "--metrics-dir", shared,
+                           "--transport", config.transport, *source]
+                supervisor = Supervisor(count, lambda i: [*command, "--worker", str(i)], Path(shared))
+                for worker in supervisor.workers:
+                    nursery.start_soon(supervisor.keep, worker)
+                with trio.move_on_after(START_TIMEOUT):
+                    await supervisor.all_serving()
+                if not supervisor.started:
+                    raise StartupError(f"the workers were not all serving within {START_TIMEOUT:g} s")
+                _announce(config, host, port, count)
+                await supervisor.until_signalled(config.drain_timeout)
+                nursery.cancel_scope.cancel()
+    finally:
+        for sock in reserved:
+            sock.close()
+
+
+async def _until_signalled(server: RelayServer, drain_timeout: float, quiet: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (RelayServer.drain); a second signal stops at once.  `quiet`: a
+    worker, whose supervisor says it for all."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             break
-        print(f"relay: draining: no new sessions, open ones end after their response in flight (at most "
+        if not quiet:
+            print(f"relay: draining: no new sessions, open ones end after their response in flight (at most "
               f"{drain_timeout:g} s); signal again to stop at once", flush=True)
         async with trio.open_nursery() as nursery:
 
@@ -123,7 +197,8 @@ async def _until_signalled(server: RelayServer, drain_timeout: float) -> None:
             nursery.start_soon(drain)
             async for _ in signals:
                 # At once: no closing handshakes (each may wait seconds for a peer); the kernel closes the sockets.
-                print("relay: stopping now", flush=True)
+                if not quiet:
+                    print("relay: stopping now", flush=True)
                 sys.stderr.flush()
                 os._exit(0)
 
@@ -146,7 +221,7 @@ def _run(fn: Callable[..., Awaitable[object]], *args: object) -> None:
         _, rest = group.split(KeyboardInterrupt)
         if rest is None:
             raise KeyboardInterrupt from None
-        startup, others = rest.split(StartupError)
+        startup, others = rest.split((StartupError, WorkerFailed))
         if startup is not None and others is None:
             raise _leaves(startup)[0] from None
         raise
@@ -160,6 +235,16 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535, got {port}")
     return port
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (one per CPU) or more, got {count}")
+    return count
 
 
 def _level(text: str) -> str:
@@ -200,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         help="WebSocket implementation for clients and upstream (default: general_settings.transport, "
         "else trio-websocket); websockets is the faster sans-IO one",
     )
+    serve.add_argument("--workers", "--num_workers", type=_count, default=1,
+                       help="processes serving the port together (SO_REUSEPORT), supervised by this one; "
+                       "0 = one per CPU (default 1)")
+    # How the supervisor starts each worker (relay.workers); not for people.
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)
+    serve.add_argument("--emulator-url", help=argparse.SUPPRESS)
     emu = sub.add_parser("emulator", help="run the Gemini Live emulator alone")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=_port, default=9000)
@@ -211,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run a benchmark (python -m relay bench --help)", add_help=False)
     args = parser.parse_args(argv)
     try:
-        level, fmt = getattr(args, "log_level", None), getattr(args, "log_format", None)
-        configure(level or _log_level(), fmt or default_format())
+        level = getattr(args, "log_level", None) or _log_level()
+        fmt = getattr(args, "log_format", None) or default_format()
+        configure(level, fmt, getattr(args, "worker", None))
         if args.command == "emulator":
             options = EmulatorOptions(
                 bearer_token=args.bearer_token,
@@ -223,18 +316,26 @@ def main(argv: list[str] | None = None) -> int:
             _run(_emulate, args.host, args.port, options)
             return 0
         config = None
-        if args.config:
+        if args.emulator_url:
+            config = default_config(args.emulator_url)
+        elif args.config:
             try:
                 config, warnings = load_config(args.config)
             except ConfigError as exc:
                 print(f"relay: config error: {exc}", file=sys.stderr)
                 return 2
-            for warning in warnings:
+            for warning in warnings if args.worker is None else ():  # the supervisor said them
                 print(f"relay: config warning: {warning}", file=sys.stderr)
-        _run(_serve, config, args.host, args.port, args.transport)
+        count = worker_count(args.workers)
+        if args.worker is not None:
+            _run(_serve, config, args.host, args.port, args.transport, WorkerRole(args.worker, args.metrics_dir))
+        elif count > 1:
+            _run(_supervise, config, args, count, level, fmt)
+        else:
+            _run(_serve, config, args.host, args.port, args.transport)
     except KeyboardInterrupt:
         return 0
-    except StartupError as exc:
+    except (StartupError, WorkerFailed) as exc:
         print(f"relay: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -23,7 +23,12 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "message", session fields..., extra fields...}` on one line."""
+    """`{"time", "level", "logger", "message", process fields..., session fields..., extra fields...}` on one
+    line; process fields (the worker number under `serve --workers N`) are on every line."""
+
+    def __init__(self, fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self._fields = fields or {}
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -31,6 +36,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **self._fields,
         }
         context = SESSION.get()
         if context:
@@ -47,10 +53,14 @@ def default_format() -> str:
     return "text" if sys.stderr.isatty() else "json"
 
 
-def configure(level: str, fmt: str) -> None:
-    """Root logging to stderr at `level` in `fmt` (json or text)."""
+def configure(level: str, fmt: str, worker: int | None = None) -> None:
+    """Root logging to stderr at `level` in `fmt` (json or text); a worker's lines name it."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(None if worker is None else {"worker": worker}))
+    else:
+        where = "" if worker is None else f" [worker {worker}]"
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT.replace(" %(name)s", where + " %(name)s")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,14 +9,18 @@ exported here as the counter `relay_gen_ai_client_token_usage_total` with `gen_a
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.samples import Sample
 
 if TYPE_CHECKING:
     from relay.translate import Translator
@@ -117,5 +121,74 @@ def registry_for(totals: Totals, stats: Any) -> tuple[CollectorRegistry, Histogr
     return registry, ttft
 
 
-def exposition(registry: CollectorRegistry) -> tuple[str, bytes]:
-    return CONTENT_TYPE_LATEST, generate_latest(registry)
+class Source:
+    """What `/metrics` shows: the server's registry alone, or (under `serve --workers N`) every worker's metrics
+    with a `worker` label, this one's live and the others' from the snapshots each writes every SHARE_INTERVAL
+    seconds to a directory they share.  A scrape through the shared port reaches any one worker and sees all."""
+
+    def __init__(self, registry: CollectorRegistry, worker: int | None = None, directory: str | None = None) -> None:
+        self._registry = registry
+        self.worker = worker
+        self._directory = Path(directory) if directory is not None else None
+
+    @property
+    def shared(self) -> bool:
+        return self._directory is not None
+
+    def _own(self) -> list[Metric]:
+        families = list(self._registry.collect())
+        return families if self.worker is None else [_labelled(f, str(self.worker)) for f in families]
+
+    def collect(self) -> list[Metric]:
+        own = self._own()
+        if self._directory is None:
+            return own
+        merged = {f.name: f for f in own}
+        for path in sorted(self._directory.glob("worker-*.json")):
+            if path.name == f"worker-{self.worker}.json":
+                continue
+            try:
+                families = _loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue  # a worker that died (its file removed) or a snapshot being replaced: next scrape
+            for family in families:
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        return list(merged.values())
+
+    def share(self) -> None:
+        """Write this worker's snapshot (atomically: readers see the old one or the new one)."""
+        assert self._directory is not None
+        path = self._directory / f"worker-{self.worker}.json"
+        part = path.with_suffix(".part")
+        part.write_bytes(_dumps(self._own()))
+        os.replace(part, path)
+
+
+SHARE_INTERVAL = 1.0  # seconds: how stale another worker's figures may be in a scrape
+
+
+def _labelled(family: Metric, worker: str) -> Metric:
+    out = Metric(family.name, family.documentation, family.type, family.unit)
+    out.samples = [s._replace(labels={**s.labels, "worker": worker}) for s in family.samples]
+    return out
+
+
+def _dumps(families: list[Metric]) -> bytes:
+    return json.dumps([{"name": f.name, "help": f.documentation, "type": f.type, "unit": f.unit,
+                        "samples": [[s.name, s.labels, s.value] for s in f.samples]} for f in families]).encode()
+
+
+def _loads(data: bytes) -> list[Metric]:
+    families = []
+    for entry in json.loads(data):
+        family = Metric(entry["name"], entry["help"], entry["type"], entry["unit"])
+        family.samples = [Sample(name, labels, value) for name, labels, value in entry["samples"]]
+        families.append(family)
+    return families
+
+
+def exposition(source: Source) -> tuple[str, bytes]:
+    return CONTENT_TYPE_LATEST, generate_latest(source)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from relay.config import ClientKey, Config
 from relay.http import HttpApp
 from relay.ids import SessionIds
 from relay.logs import SESSION
-from relay.metrics import Totals, exposition, registry_for
+from relay.metrics import SHARE_INTERVAL, Source, Totals, exposition, registry_for
 from relay.models import caps_for
 from relay.session import Session
 from relay.session_config import Dialect
@@ -62,8 +62,12 @@ def _error_body(message: str, kind: str, code: str, **extra: object) -> bytes:
 
 
 class RelayServer:
-    def __init__(self, config: Config) -> None:
+    """`worker`, `metrics_dir`: this server is worker number `worker` of `serve --workers N` (relay.workers): it
+    shares its port with the others and its metrics through `metrics_dir`."""
+
+    def __init__(self, config: Config, worker: int | None = None, metrics_dir: str | None = None) -> None:
         self.config = config
+        self.worker = worker
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
         self.active_sessions = 0
         self.stats = Stats()
@@ -73,7 +77,8 @@ class RelayServer:
         self._sessions: set[Session] = set()
         self._all_ended = trio.Event()
         registry, self._ttft = registry_for(self.totals, self.stats)
-        self.http = HttpApp(lambda: self.serving, lambda: exposition(registry))
+        self.metrics = Source(registry, worker, metrics_dir)
+        self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics))
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
         self._open_upstream = self.transport.open_connection
@@ -87,9 +92,20 @@ class RelayServer:
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(partial(self.transport.serve, self.handle, host, port, http_app=self.http))
+            bound = await nursery.start(partial(self.transport.serve, self.handle, host, port, http_app=self.http,
+                                                reuse_port=self.worker is not None))
+            if self.metrics.shared:
+                nursery.start_soon(self._share_metrics)
             self.serving = True
             task_status.started(bound)
+
+    async def _share_metrics(self) -> None:
+        while True:
+            try:
+                self.metrics.share()
+            except OSError as exc:  # the directory is the supervisor's; a failed write costs one interval
+                log.warning("could not share this worker's metrics: %s", exc)
+            await trio.sleep(SHARE_INTERVAL)
 
     def _over_limit(self, key: ClientKey) -> str | None:
         """Why a new session on `key` would pass a concurrency limit (counted and logged), or None."""

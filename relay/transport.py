@@ -25,6 +25,7 @@ from wsproto.events import Pong, TextMessage
 
 from relay.gate import Gate
 from relay.http import HttpApp, answered_as_http
+from relay.listen import open_listeners
 
 # OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
 MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -310,16 +311,18 @@ async def serve(
     *,
     ssl_context: ssl.SSLContext | None = None,
     http_app: HttpApp | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
-    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http)."""
+    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http); with `reuse_port`,
+    the port is shared with other processes (relay.listen)."""
 
     async def on_request(request: tws.WebSocketRequest) -> None:
         await handler(TrioWebsocketIncoming(request))
 
     if http_app is not None and ssl_context is None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        listeners = await open_listeners(host, port, reuse_port=reuse_port)
         async with trio.open_nursery() as nursery:
             server = tws.WebSocketServer(
                 on_request, listeners, handler_nursery=nursery, message_queue_size=64,

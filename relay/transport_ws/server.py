@@ -6,7 +6,6 @@ import email.utils
 import http
 import logging
 import ssl
-from functools import partial
 
 import trio
 from websockets.datastructures import Headers
@@ -16,6 +15,7 @@ from websockets.protocol import SEND_EOF
 from websockets.server import ServerProtocol
 
 from relay.http import HttpApp, answered_as_http
+from relay.listen import open_listeners
 from relay.transport import (
     CLOSE_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -157,10 +157,12 @@ async def serve(
     *,
     ssl_context: ssl.SSLContext | None = None,
     http_app: HttpApp | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
-    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http).
+    With `http_app`, plain HTTP requests on the same port are answered by it (relay.http); with `reuse_port`,
+    the port is shared with other processes (relay.listen).
 
     One task per connection (trio.serve_tcp's handler nursery).  When the handler returns, an accepted socket
     is closed with 1000; an unanswered request gets a 500.  A failing handler is logged, never fatal to the server.
@@ -187,7 +189,8 @@ async def serve(
             await _finish(stream, incoming)
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, on_stream, port, host=host))
+        listeners = await open_listeners(host, port, reuse_port=reuse_port)
+        await nursery.start(trio.serve_listeners, on_stream, listeners)
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
