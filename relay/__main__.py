@@ -23,7 +23,7 @@ from relay.listen import bind_sockets
 from relay.logs import FORMATS, configure, default_format
 from relay.server import RelayServer
 from relay.transport import TRANSPORT_NAMES
-from relay.upstream import Upstream
+from relay.upstream import Upstream, UpstreamAuthError
 from relay.workers import START_TIMEOUT, Supervisor, WorkerFailed, serving_line, watch_parent, worker_count
 
 log = logging.getLogger("relay")
@@ -100,6 +100,39 @@ def _describe(config: Config, upstreams: list[Upstream]) -> None:
     print(f"  transport {config.transport}", flush=True)
 
 
+CHECK_TIMEOUT = 10.0  # seconds for the start-up credentials check before serving without it
+
+
+async def _check_credentials(upstreams: list[Upstream]) -> None:
+    """Mint a token for each model that needs one, at once: bad credentials stop the start (StartupError); an
+    unreachable token endpoint only warns, since the network may come back before the first session."""
+    minted: list[str] = []
+    unreachable: list[str] = []
+
+    async def check(upstream: Upstream) -> None:
+        try:
+            checked = await upstream.check()
+        except UpstreamAuthError as exc:
+            if not exc.unreachable:
+                raise StartupError(str(exc)) from None
+            unreachable.append(str(exc))
+            return
+        if checked is not None:
+            minted.append(checked)
+
+    with trio.move_on_after(CHECK_TIMEOUT) as waited:
+        async with trio.open_nursery() as nursery:
+            for upstream in upstreams:
+                nursery.start_soon(check, upstream)
+    if waited.cancelled_caught:
+        unreachable.append(f"no answer from Google's token endpoint within {CHECK_TIMEOUT:g} s")
+    if minted:
+        print(f"  credentials: a Google access token was minted for {', '.join(minted)}", flush=True)
+    if unreachable:
+        print(f"WARNING: could not check the Google credentials ({unreachable[0]}); serving anyway: each session "
+              "fetches a token when it starts", file=sys.stderr, flush=True)
+
+
 def _announce(config: Config, host: str, port: int, workers: int = 1) -> None:
     """After binding, so that a relay that cannot start prints only why."""
     if not config.master_key and not config.client_keys():
@@ -132,6 +165,7 @@ async def _serve(config: Config | None, host: str, port: int, transport: str | N
         server = RelayServer(config, *((worker.index, worker.metrics_dir) if worker else ()))
         if worker is None:
             _describe(config, list(server.upstreams.values()))
+            await _check_credentials(list(server.upstreams.values()))
         bound = await _listen(nursery, server.serve, host, port)
         if worker is None:
             _announce(config, host, bound)
@@ -160,7 +194,9 @@ async def _supervise(config: Config | None, args: argparse.Namespace, count: int
                     source = ["--emulator-url", config.models[0].api_base]
                 if args.transport is not None:
                     config = attrs.evolve(config, transport=args.transport)
-                _describe(config, [Upstream(m) for m in config.models])
+                upstreams = [Upstream(m) for m in config.models]
+                _describe(config, upstreams)
+                await _check_credentials(upstreams)
                 command = [sys.executable, "-m", "relay", "serve", "--host", host, "--port", str(port),
                            "--log-level", log_level, "--log-format", log_format, "--metrics-dir", shared,
                            "--transport", config.transport, *source]

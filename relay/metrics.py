@@ -35,6 +35,8 @@ class Totals:
     refused: Counter[str] = attrs.field(factory=Counter)  # handshake refusals by reason
     tokens: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, input|output), ended sessions
     audio_in: Counter[str] = attrs.field(factory=Counter)  # seconds by model, ended sessions
+    audio_out: Counter[str] = attrs.field(factory=Counter)  # seconds by model, ended sessions
+    limits: Counter[str] = attrs.field(factory=Counter)  # what the translators' bounds refused, ended sessions
     by_key: Counter[str] = attrs.field(factory=Counter)  # open sessions by client key name
     events: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, client event type), ended sessions
     messages: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, Gemini message kind), ended
@@ -46,6 +48,9 @@ class Totals:
         self.tokens[model, "input"] += t.tokens_in
         self.tokens[model, "output"] += t.tokens_out
         self.audio_in[model] += t.audio_in_seconds
+        self.audio_out[model] += t.audio_out_seconds
+        self.limits["frame_size"] += t.oversized
+        self.limits["resume_buffer"] += t.audio_dropped
         for kind, n in t.events_in.items():
             self.events[model, kind] += n
         for kind, n in t.messages_in.items():
@@ -62,10 +67,14 @@ class RelayCollector:
     def collect(self) -> Iterator[Metric]:
         t, s = self._totals, self._stats
         tokens, audio, events, messages = Counter(t.tokens), Counter(t.audio_in), Counter(t.events), Counter(t.messages)
+        audio_out, limits = Counter(t.audio_out), Counter(s.limits) + t.limits
         for model, tr in list(t.live.values()):
             tokens[model, "input"] += tr.tokens_in
             tokens[model, "output"] += tr.tokens_out
             audio[model] += tr.audio_in_seconds
+            audio_out[model] += tr.audio_out_seconds
+            limits["frame_size"] += tr.oversized
+            limits["resume_buffer"] += tr.audio_dropped
             for kind, n in list(tr.events_in.items()):
                 events[model, kind] += n
             for kind, n in list(tr.messages_in.items()):
@@ -78,6 +87,10 @@ class RelayCollector:
                       "(invalid_api_key counts authentication failures).", ["reason"], t.refused)
         yield _family(CounterMetricFamily, "relay_upstream_connections", "Connection attempts to Gemini: fresh or "
                       "resumed, and how they went.", ["model", "kind", "outcome"], s.upstream)
+        yield _family(CounterMetricFamily, "relay_upstream_failures", "Gemini connections that failed (each attempt) "
+                      "or ended before the client left, by reason: credentials, unreachable, http_<status>, "
+                      "closed_<code>, setup_timeout, silent (no reply in response_timeout), send_buffer_full.",
+                      ["model", "reason"], s.upstream_failures)
         yield _family(CounterMetricFamily, "relay_client_events", "Client events by type (direction client to "
                       "relay).", ["model", "type"], events)
         yield _family(CounterMetricFamily, "relay_upstream_messages", "Gemini messages by kind (direction Gemini to "
@@ -87,11 +100,14 @@ class RelayCollector:
                       ["gen_ai_request_model", "gen_ai_token_type"], tokens)
         yield _family(CounterMetricFamily, "relay_audio_input_seconds", "Seconds of client audio streamed to Gemini.",
                       ["model"], audio)
+        yield _family(CounterMetricFamily, "relay_audio_output_seconds", "Seconds of audio sent to clients.",
+                      ["model"], audio_out)
         yield _family(GaugeMetricFamily, "relay_sessions_open_by_key", "Client sessions open now, by the name of the "
                       "key they presented (anonymous on a relay without keys).", ["key"], t.by_key)
         yield _family(CounterMetricFamily, "relay_limit_rejections", "What a limit refused: sessions, key_sessions "
                       "(handshakes answered 429), events_per_second (events answered rate_limit_exceeded), "
-                      "session_seconds (sessions closed).", ["limit"], s.limits)
+                      "session_seconds (sessions closed), frame_size (events answered message_too_large), "
+                      "resume_buffer (audio dropped past resume_buffer_seconds).", ["limit"], +limits)
         yield CounterMetricFamily("relay_client_send_overflows", "Clients closed with 1008 for leaving more than "
                                   "client_send_buffer unread.", value=s.client_send_overflows)
         yield CounterMetricFamily("relay_upstream_send_overflows", "Gemini connections dropped for leaving more "
@@ -108,17 +124,43 @@ def _family(kind: type[Any], name: str, doc: str, labels: list[str], counts: Map
 
 # Seconds from a response's start to its first content; voice agents care about the low end.
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+# Seconds a message spends in the relay: well under a millisecond unless a socket falls behind.
+RELAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-def registry_for(totals: Totals, stats: Any) -> tuple[CollectorRegistry, Histogram]:
-    """The server's registry, and its time-to-first-token histogram (OpenTelemetry gen_ai.server.time_to_first_token:
-    from response.created to the response's first content, as the relay sees them)."""
+@attrs.frozen
+class Timers:
+    """The server's histograms; each session observes through the children of its model."""
+
+    time_to_first_token: Histogram
+    turn_latency: Histogram
+    relay_latency: Histogram
+
+    def for_model(self, model: str) -> dict[str, Any]:
+        """Session keyword arguments: observers for `model`."""
+        return {"time_to_first_token": self.time_to_first_token.labels(model).observe,
+                "turn_latency": self.turn_latency.labels(model).observe,
+                "relay_latency": (self.relay_latency.labels(model, "to_client").observe,
+                                  self.relay_latency.labels(model, "to_gemini").observe)}
+
+
+def registry_for(totals: Totals, stats: Any) -> tuple[CollectorRegistry, Timers]:
+    """The server's registry, and its histograms."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(totals, stats))  # type: ignore[arg-type]
-    ttft = Histogram("gen_ai_server_time_to_first_token_seconds", "Seconds from a response's start (the client's "
-                     "response.create, or Gemini's own start under server VAD) to its first content.",
-                     ["gen_ai_request_model"], buckets=TTFT_BUCKETS, registry=registry)
-    return registry, ttft
+    timers = Timers(
+        Histogram("gen_ai_server_time_to_first_token_seconds", "Seconds from a response's start (the client's "
+                  "response.create, or Gemini's own start under server VAD) to its first content (OpenTelemetry "
+                  "gen_ai.server.time_to_first_token, as the relay sees it).", ["gen_ai_request_model"],
+                  buckets=TTFT_BUCKETS, registry=registry),
+        Histogram("relay_turn_latency_seconds", "Seconds from the client's last event before a response's first "
+                  "content to that content: what a user waits after speaking or sending.", ["model"],
+                  buckets=TTFT_BUCKETS, registry=registry),
+        Histogram("relay_added_latency_seconds", "Seconds from reading a message off one socket to writing what it "
+                  "made to the other (translation and queueing in the relay), timed per write.",
+                  ["model", "direction"], buckets=RELAY_BUCKETS, registry=registry),
+    )
+    return registry, timers
 
 
 class Source:

@@ -24,7 +24,8 @@ class Outbox:
     a message the kernel takes at once costs no trip to the writer task.  What the kernel leaves stays with
     the socket, counted here, and an empty batch wakes the writer to send it before anything later."""
 
-    __slots__ = ("_finished", "_receive", "_send", "close", "direct", "limit", "peak", "pending")
+    __slots__ = ("_finished", "_oldest", "_receive", "_send", "_writing", "close", "direct", "latency", "limit", "peak",
+                 "pending")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -32,13 +33,21 @@ class Outbox:
         self.peak = 0
         self.close: Close | None = None  # what the writer does after the last batch
         self.direct: Callable[[Sequence[bytes]], int] | None = None
+        # Observes seconds from the read that made a batch (`put`'s `at`) to the batch's write: the relay's own
+        # latency.  Timed per write, by the oldest batch in it.
+        self.latency: Callable[[float], None] | None = None
+        self._oldest = 0.0  # `at` of the oldest timed batch queued and not yet taken
+        self._writing = 0.0  # `at` of the oldest timed batch in the write under way
         self._finished = False
         self._send, self._receive = trio.open_memory_channel[tuple[list[bytes], int]](MAX_BATCHES)
 
-    def put(self, batch: list[bytes]) -> bool:
+    def put(self, batch: list[bytes], at: float = 0.0) -> bool:
+        """Queue `batch` (or write it through); `at`: when the input that made it was read (0: not timed)."""
         if not self.pending and self.direct is not None and not self._finished:
             left = self.direct(batch)
             if left == 0:
+                if at and self.latency is not None:
+                    self.latency(trio.current_time() - at)
                 return True
             if left > 0:
                 batch, size = [], left
@@ -55,6 +64,8 @@ class Outbox:
         except trio.ClosedResourceError:
             return True  # finished: the socket is closing and nothing more will be written
         self.pending += size
+        if at and not self._oldest:
+            self._oldest = at
         if self.pending > self.peak:
             self.peak = self.pending
         return True
@@ -80,7 +91,11 @@ class Outbox:
                 size += more_size
         except (trio.WouldBlock, trio.EndOfChannel):
             pass
+        self._writing, self._oldest = self._oldest, 0.0
         return messages, size
 
     def written(self, size: int) -> None:
         self.pending -= size
+        if self._writing and self.latency is not None:
+            self.latency(trio.current_time() - self._writing)
+        self._writing = 0.0

@@ -76,7 +76,7 @@ class RelayServer:
         self.draining = False
         self._sessions: set[Session] = set()
         self._all_ended = trio.Event()
-        registry, self._ttft = registry_for(self.totals, self.stats)
+        registry, self._timers = registry_for(self.totals, self.stats)
         self.metrics = Source(registry, worker, metrics_dir)
         self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics))
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
@@ -219,7 +219,7 @@ class RelayServer:
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
                 max_events_per_second=self.config.max_events_per_second,
-                max_seconds=self.config.max_session_seconds, time_to_first_token=self._ttft.labels(model).observe,
+                max_seconds=self.config.max_session_seconds, **self._timers.for_model(model),
             )
             self._sessions.add(session)
             if self.draining:
@@ -244,7 +244,8 @@ class RelayServer:
                 await client.close(1000, "")
             totals = {"event": "session_end", "end_reason": reason,
                       "duration_s": round(trio.current_time() - started, 3), "turns": translator.responses,
-                      "audio_in_s": round(translator.audio_in_seconds, 3), "tokens_in": translator.tokens_in,
+                      "audio_in_s": round(translator.audio_in_seconds, 3),
+                      "audio_out_s": round(translator.audio_out_seconds, 3), "tokens_in": translator.tokens_in,
                       "tokens_out": translator.tokens_out}
             log.info("%s closed (%s, %.1f s, %d turns)", label, reason, totals["duration_s"], translator.responses,
                      extra={"fields": totals})

@@ -68,8 +68,9 @@ class _Failed(Exception):
     """A connection attempt that ended before `setupComplete`; `transient`: a retry may succeed."""
 
     def __init__(self, transient: bool, message: str, status: int | None = None, code: int | None = None,
-                 reason: str = "") -> None:
+                 reason: str = "", why: str = "") -> None:
         super().__init__(message)
+        self.why = why  # a word for the metrics
         self.transient = transient
         self.message = message
         self.status = status
@@ -97,8 +98,15 @@ class Session:
         max_events_per_second: float = 0.0,
         max_seconds: float = 0.0,
         time_to_first_token: Callable[[float], None] | None = None,
+        turn_latency: Callable[[float], None] | None = None,
+        relay_latency: tuple[Callable[[float], None], Callable[[float], None]] | None = None,
     ) -> None:
         self._ttft = time_to_first_token  # observes seconds from a response's start to its first content
+        self._turn_latency = turn_latency  # ... from the client's last event before that content to the content
+        self._last_client_at = 0.0
+        # Observers of the seconds from reading a batch to writing what it made: (to the client, to Gemini).
+        self._relay_latency = relay_latency
+        self._read_at = 0.0  # when the batch being translated was read (0: output not made by a read)
         self._resp_seen, self._resp_at, self._resp_timed = 0, 0.0, True
         self.model = model  # the relay's model name, for the metrics
         self._rate = max_events_per_second  # client events per second; 0 = no limit
@@ -108,6 +116,8 @@ class Session:
         self._client = client
         self._outbox = Outbox(client_send_buffer)
         self._outbox.direct = client.send_now
+        if relay_latency is not None:
+            self._outbox.latency = relay_latency[0]
         self._overflowed = False  # the client fell too far behind: it is being closed with 1008
         self._stats = stats if stats is not None else Stats()
         self._response_timeout = response_timeout
@@ -159,6 +169,14 @@ class Session:
     def _feed(self, step: Callable[[str | bytes], Output], frames: list[str | bytes]) -> None:
         """Translate frames that arrived together and queue what they make together: a burst of Gemini
         deltas reaches the client in one write.  Connects and closes end a batch, so their order holds."""
+        if self._relay_latency is not None:
+            self._read_at = trio.current_time()
+        try:
+            self._feed_timed(step, frames)
+        finally:
+            self._read_at = 0.0
+
+    def _feed_timed(self, step: Callable[[str | bytes], Output], frames: list[str | bytes]) -> None:
         if len(frames) == 1:
             self._route(step(frames[0]))
             return
@@ -177,7 +195,7 @@ class Session:
     def _route(self, out: Output) -> None:
         """Queue one translator output for the sockets; never waits.  Upstream messages go before a Connect:
         they belong to the connection the translator knew when it made them."""
-        if out.client and not self._overflowed and not self._outbox.put(out.client):
+        if out.client and not self._overflowed and not self._outbox.put(out.client, self._read_at):
             self._client_overflow()
         if out.upstream:
             self._to_upstream(out.upstream)
@@ -199,7 +217,10 @@ class Session:
             self._resp_seen, self._resp_at, self._resp_timed = started, trio.current_time(), False
         if has_output and not self._resp_timed:
             self._resp_timed = True
-            self._ttft(trio.current_time() - self._resp_at)  # type: ignore[misc]
+            now = trio.current_time()
+            self._ttft(now - self._resp_at)  # type: ignore[misc]
+            if self._turn_latency is not None and self._last_client_at:
+                self._turn_latency(now - self._last_client_at)
 
     # ------------------------------------------------------------ drain
 
@@ -244,9 +265,10 @@ class Session:
         link = self._link
         if link is None or link.closing:
             return
-        if not link.outbox.put([orjson.dumps(m) for m in messages]):
+        if not link.outbox.put([orjson.dumps(m) for m in messages], self._read_at):
             assert self._nursery is not None
             self._stats.upstream_send_overflows += 1
+            self._stats.upstream_failures[self.model, "send_buffer_full"] += 1
             self._retire(link, "relay send buffer full")
             self._nursery.start_soon(self._report_overflow, link)
 
@@ -264,6 +286,8 @@ class Session:
         if previous is not None and not previous.closing:
             self._retire(previous, "relay switching connections")
         link = self._link = _Link()
+        if self._relay_latency is not None:
+            link.outbox.latency = self._relay_latency[1]
         self._nursery.start_soon(self._run_link, link, connect, previous)
 
     def _retire(self, link: _Link, reason: str) -> None:
@@ -312,6 +336,8 @@ class Session:
         try:
             while True:
                 frames = await self._client.get_messages()
+                if self._turn_latency is not None:
+                    self._last_client_at = trio.current_time()
                 if self._rate:
                     frames = self._within_rate(frames)
                     if not frames:
@@ -374,6 +400,7 @@ class Session:
                         return
                     except _Failed as failure:
                         self._stats.upstream[self.model, "resume" if connect.resume else "fresh", "failed"] += 1
+                        self._stats.upstream_failures[self.model, failure.why] += 1
                         if link is not self._link:
                             return
                         delay = backoff(attempt)
@@ -406,7 +433,7 @@ class Session:
             target = await self._upstream.target()
         except UpstreamAuthError as exc:
             log.warning("%s upstream credentials failed: %s", self._label, exc)
-            raise _Failed(False, str(exc)) from None
+            raise _Failed(False, str(exc), why="credentials") from None
         setup["setup"]["model"] = target.model_path
         try:
             async with self._open_upstream(target.url, list(target.headers)) as sock:
@@ -418,7 +445,7 @@ class Session:
                     if link is self._link and not link.closing:
                         async with trio.open_nursery() as tasks:
                             tasks.start_soon(self._upstream_writer, link, sock)
-                            self._route(self._t.upstream_frame(first))
+                            self._feed(self._t.upstream_frame, [first])
                             await self._upstream_reader(link, sock)
                             tasks.cancel_scope.cancel()
                 finally:
@@ -428,7 +455,8 @@ class Session:
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)
             transient = not exc.final and (exc.status is None or exc.status in TRANSIENT_STATUSES)
-            raise _Failed(transient, exc.message, status=exc.status) from None
+            why = "unreachable" if exc.status is None else f"http_{exc.status}"
+            raise _Failed(transient, exc.message, status=exc.status, why=why) from None
 
     async def _setup(self, sock: MessageSocket, setup: dict[str, Any]) -> str | bytes:
         """Send `setup` and return Gemini's first answer."""
@@ -441,9 +469,11 @@ class Session:
             # 1011 also comes while Gemini still holds the session's old socket.
             text = f"Gemini closed the connection during setup ({exc.code})" + (f": {exc.reason}" if exc.reason
                                                                                  else "")
-            raise _Failed(exc.code not in (1007, 1008), text, code=exc.code, reason=exc.reason) from None
+            raise _Failed(exc.code not in (1007, 1008), text, code=exc.code, reason=exc.reason,
+                          why=f"closed_{exc.code or 1006}") from None
         if waiting.cancelled_caught:
-            raise _Failed(True, f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s")
+            raise _Failed(True, f"Gemini did not answer the session setup within {SETUP_TIMEOUT:.0f} s",
+                          why="setup_timeout")
         return frame
 
     async def _upstream_writer(self, link: _Link, sock: MessageSocket) -> None:
@@ -476,6 +506,7 @@ class Session:
                     continue
                 if wait.cancelled_caught:
                     log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
+                    self._stats.upstream_failures[self.model, "silent"] += 1
                     self._retire(link, "no reply in time")
                     self._route(self._t.upstream_stalled(self._response_timeout))
                     continue
@@ -483,5 +514,6 @@ class Session:
         except SocketClosed as exc:
             if not link.closing:
                 log.warning("%s upstream closed: %s %s", self._label, exc.code, exc.reason)
+                self._stats.upstream_failures[self.model, f"closed_{exc.code or 1006}"] += 1
                 link.closing = True
                 self._route(self._t.upstream_closed(exc.code, exc.reason))

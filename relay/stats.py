@@ -17,5 +17,7 @@ class Stats:
     client_backlog_peak: int = 0
     # Connections to Gemini by (model, fresh|resume, ok|failed), one count per attempt.
     upstream: Counter[tuple[str, str, str]] = attrs.field(factory=Counter)
+    # Gemini connections that failed, or ended before the client left, by (model, reason).
+    upstream_failures: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     # Rejections by limit: sessions (global), key_sessions, events_per_second, session_seconds, frame_size.
     limits: Counter[str] = attrs.field(factory=Counter)

@@ -29,7 +29,12 @@ EMULATOR_PROJECT = "relay-emulator"
 
 
 class UpstreamAuthError(Exception):
-    """Credentials could not be loaded or refreshed; the message says why and holds no secrets."""
+    """Credentials could not be loaded or refreshed; the message says why and holds no secrets.  `unreachable`:
+    the token endpoint could not be reached (the network, not the credentials, may be at fault)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @attrs.frozen
@@ -157,6 +162,17 @@ class Upstream:
         auth = "api key" if e.upstream_auth == "google" else "none"
         return f"{e.model_name}: gemini {e.model} at {self._base} (auth {auth})"
 
+    async def check(self) -> str | None:
+        """The start-up check: for Vertex with Google credentials, mint an access token (kept for the first
+        sessions).  What was checked, None when there is nothing to check; UpstreamAuthError when it fails."""
+        e = self.entry
+        if self.backend == "gemini" or e.upstream_auth == "none":
+            await self.target()  # an AI Studio key is only known to be good when Gemini takes it
+            return None
+        await self.target()
+        who = getattr(self._creds, "service_account_email", None)
+        return f"{e.model_name} ({who})" if who else e.model_name
+
     async def target(self) -> UpstreamTarget:
         e = self.entry
         if self.backend == "gemini":
@@ -243,11 +259,15 @@ class Upstream:
                     f"{type(exc).__name__}: {scrub(str(exc), secrets)}"
                 ) from None
         try:
-            await trio.to_thread.run_sync(self._creds.refresh, self._request)
+            # Abandoned if cancelled (a session that ends, the start-up check's deadline): a stuck token request
+            # must not hold up the cancellation for the HTTP timeout.
+            await trio.to_thread.run_sync(self._creds.refresh, self._request, abandon_on_cancel=True)
         except Exception as exc:
+            from google.auth.exceptions import TransportError
+
             raise UpstreamAuthError(
                 f"could not get a Google access token for model {e.model_name}: "
-                f"{type(exc).__name__}: {scrub(str(exc), secrets)}"
+                f"{type(exc).__name__}: {scrub(str(exc), secrets)}", unreachable=isinstance(exc, TransportError)
             ) from None
         token = self._creds.token
         if not token:

@@ -229,3 +229,42 @@ def test_version_prints_the_package_version():
     out = run_relay("--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"relay {importlib.metadata.version('relay')}\n"
+
+
+def vertex_config(tmp_path: Path, token_uri: str) -> Path:
+    from tests.tokenserver import write_service_account
+
+    sa = write_service_account(tmp_path / "sa.json", token_uri)
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: vertex_ai/gemini-live-2.5-flash\n"
+                   f"      vertex_project: p\n      vertex_credentials: {sa}\n")
+    return cfg
+
+
+def test_credentials_are_checked_at_start_by_minting_a_token(tmp_path):
+    from tests.tokenserver import TokenServer
+
+    with TokenServer() as ts, relay_process("--config", str(vertex_config(tmp_path, ts.url))) as (_, _, banner):
+        assert ts.requests == 1
+    assert ("  credentials: a Google access token was minted for m "
+            "(relay-test@test-project.iam.gserviceaccount.com)\n") in banner
+    assert "ya29" not in banner
+
+
+def test_refused_credentials_stop_the_start_in_one_line_with_exit_2(tmp_path):
+    from tests.tokenserver import TokenServer
+
+    with TokenServer() as ts:
+        ts.fail = True
+        out = run_relay("serve", "--config", str(vertex_config(tmp_path, ts.url)), "--port", "0")
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("relay: error: could not get a Google access token for model m: RefreshError")
+
+
+def test_an_unreachable_token_endpoint_warns_and_serves(tmp_path):
+    with relay_process("--config", str(vertex_config(tmp_path, f"http://127.0.0.1:{free_port()}/token"))) as (
+            _, _, banner):
+        assert "WARNING: could not check the Google credentials (could not get a Google access token for model m: " \
+               "TransportError" in banner
+        assert "serving anyway" in banner and "listening on" in banner

@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from tests.test_e2e_compression import (
     said,
 )
 from tests.test_e2e_text import text_turn, user_text
+from tests.test_http import metrics
 from tests.tls import localhost_contexts
 
 SILENCE = 1.5  # general_settings.response_timeout of the fault stack
@@ -259,6 +261,12 @@ HANDSHAKE_FAULTS = [
 ]
 
 
+def failures(stack: Stack) -> Counter[str]:
+    """relay_upstream_failures_total by reason, scraped."""
+    return Counter({dict(labels)["reason"]: value for (name, labels), value in metrics(stack).items()
+                    if name == "relay_upstream_failures_total"})
+
+
 @pytest.mark.parametrize("case", HANDSHAKE_FAULTS, ids=str)
 def test_handshake_fault(fault_stack, relay_log, request, monkeypatch, case: HandshakeFault):
     stack = fault_stack
@@ -270,10 +278,15 @@ def test_handshake_fault(fault_stack, relay_log, request, monkeypatch, case: Han
     try:
         with bystander(stack), ga_session(stack, "vertex_gemini_live_text", TEXT) as c:
             emulator.handshake_faults.extend(case.faults)
+            before = failures(stack)
             started = time.monotonic()
             events = text_turn(c, "hello")
             elapsed = time.monotonic() - started
             attempts = len(case.faults) - len(emulator.handshake_faults) + (case.error is None)
+            counted = failures(stack) - before
+            assert sum(counted.values()) == attempts - (case.error is None), counted
+            if case.faults[0] not in (DEAD_HANDSHAKE, STALLED_HANDSHAKE):
+                assert set(counted) == {f"http_{case.faults[0]}"}, counted
             if case.error is None:
                 assert_completed(events, "hello")
             else:
@@ -331,8 +344,11 @@ def test_fault_during_a_response(fault_stack, relay_log, trigger: str, kind: str
     with bystander(stack), ga_session(stack, "vertex_gemini_live_text", TEXT) as c:
         assert_completed(text_turn(c, "before the fault"), "before the fault")
         text = f"{trigger} one two three four five six"
+        before = failures(stack)
         events = text_turn(c, text)
         assert_fault(events, kind, code, reason)
+        counted = failures(stack) - before
+        assert counted == Counter({"silent" if trigger == "[fault:silent]" else f"closed_{trigger[-5:-1]}": 1})
         done = events[-1]["response"]
         if trigger == "[fault:silent]":
             assert said(events) == "" and done["output"] == []

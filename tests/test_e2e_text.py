@@ -288,6 +288,10 @@ def test_bad_input_gets_an_error_event_and_the_session_goes_on(stack, frame, cod
 
 
 def test_oversized_event_is_an_error_not_a_disconnect(stack):
+    from tests.test_http import metrics
+
+    counted = ("relay_limit_rejections_total", (("limit", "frame_size"),))
+    before = metrics(stack).get(counted, 0)
     with raw(stack, dialect="beta") as c:
         c.recv()
         c.send_raw(json.dumps({"type": "conversation.item.create", "event_id": "big",
@@ -295,6 +299,7 @@ def test_oversized_event_is_an_error_not_a_disconnect(stack):
                                         "content": [{"type": "input_text", "text": "x" * (17 * 1024 * 1024)}]}}))
         err = c.recv()
         assert err["error"]["code"] == "message_too_large"
+        assert metrics(stack)[counted] == before + 1
         c.send({"type": "session.update", "session": {"modalities": ["text"]}})
         assert c.recv()["type"] == "session.updated"
 

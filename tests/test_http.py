@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -78,6 +79,11 @@ def test_metrics_change_as_sessions_run(stack):
         ttft = ("gen_ai_server_time_to_first_token_seconds_count",
                 (("gen_ai_request_model", "vertex_gemini_live_text"),))
         assert during[ttft] >= before.get(ttft, 0) + 1
+        turn = ("relay_turn_latency_seconds_count", model)
+        assert during[turn] >= before.get(turn, 0) + 1
+        for direction in ("to_client", "to_gemini"):
+            added = ("relay_added_latency_seconds_count", (("direction", direction), *model))
+            assert during[added] >= before.get(added, 0) + 1
     with pytest.raises(Exception):  # noqa: B017 -- the SDK's handshake error type varies with its version
         with sdk_ga(stack, key="sk-wrong") as c:
             c.recv()
@@ -89,3 +95,23 @@ def test_metrics_change_as_sessions_run(stack):
     assert after[ended] == before.get(ended, 0) + 1
     refused = ("relay_handshakes_refused_total", (("reason", "invalid_api_key"),))
     assert after[refused] == before.get(refused, 0) + 1
+
+
+def test_audio_seconds_in_and_out_are_counted(stack):
+    from tests.test_e2e_audio import silence, sine, speak
+
+    model = (("model", "vertex_gemini_live_text"),)
+    before = metrics(stack)
+    with sdk_ga(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio"],
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}}})
+        c.recv()
+        speak(c, sine(500).tobytes() + silence(600).tobytes())
+        events = c.until("response.done")
+        sent = sum(len(base64.b64decode(e["delta"])) for e in events if e["type"] == "response.output_audio.delta")
+        during = metrics(stack)
+    heard, said = (during[(name, model)] - before.get((name, model), 0)
+                   for name in ("relay_audio_input_seconds_total", "relay_audio_output_seconds_total"))
+    assert heard == pytest.approx(1.1, abs=0.05)
+    assert said == pytest.approx(sent / 48000, abs=0.001) and said > 0  # pcm16 at 24 kHz: 48 bytes a millisecond

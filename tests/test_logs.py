@@ -61,7 +61,7 @@ def test_a_full_session_logs_its_totals_and_nothing_secret_or_private(stack):
     end = next(line for line in mine if line.get("event") == "session_end")
     assert start["dialect"] in ("ga", "auto") and start["client"].startswith("127.0.0.1:") and start["key"] == "master"
     assert end["end_reason"] == "client_closed" and end["turns"] == 4 and end["duration_s"] > 0
-    assert end["audio_in_s"] == 0.4 and end["tokens_in"] > 0 and end["tokens_out"] > 0
+    assert end["audio_in_s"] == 0.4 and end["audio_out_s"] == 0 and end["tokens_in"] > 0 and end["tokens_out"] > 0
     for secret in (MASTER_KEY, stack.tokens.token, "studio-test-key", PRIVATE, audio[:64], "12:00"):
         assert secret not in text, f"the log holds {secret[:20]!r}"
 

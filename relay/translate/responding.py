@@ -125,7 +125,7 @@ class Responding:
             max_output_tokens=probe.max_output_tokens, metadata=metadata,
         )
         self._emit(oa.ResponseCreated(response))
-        self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
+        self._response = ResponseBuilder(response, self._ids, self._items, self._emit, self.audio_out_meter)
         self._usage = None
         if send:
             self._tools.create_absorbed = False  # a new generation: the tool turn is over
@@ -189,7 +189,7 @@ class Responding:
             max_output_tokens=cfg.max_output_tokens,
         )
         self._emit(oa.ResponseCreated(response))
-        self._response = ResponseBuilder(response, self._ids, self._items, self._emit)
+        self._response = ResponseBuilder(response, self._ids, self._items, self._emit, self.audio_out_meter)
 
     def _interrupted(self) -> None:
         if self._discarding:

@@ -18,6 +18,15 @@ from relay.translate.items import ItemStore
 Emit = Callable[[Any], None]
 
 
+class Meter:
+    """Milliseconds of audio put out, summed over a session's responses (for the operator's metrics)."""
+
+    __slots__ = ("ms",)
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+
 class ResponseBuilder:
     """Emits the lifecycle of one response.  Events are serialized as they are emitted, so they
     may carry the live item."""
@@ -28,8 +37,10 @@ class ResponseBuilder:
         ids: IdFactory,
         items: ItemStore,
         emit: Emit,
+        meter: Meter | None = None,
     ) -> None:
         self.response = response
+        self._meter = meter if meter is not None else Meter()
         self.has_output = False  # its first content (text, audio or a call) went out: for time-to-first-token
         self._ids = ids
         self._items = items
@@ -102,7 +113,9 @@ class ResponseBuilder:
         _, part = self._open_message()
         data = self._converter.convert(blob.data, blob.mime_type)
         if data:
-            part.audio_ms += self._converter.duration_ms(data)
+            ms = self._converter.duration_ms(data)
+            part.audio_ms += ms
+            self._meter.ms += ms
             self._emit(oa.AudioDelta(*self._where(), data))
 
     def transcript(self, delta: str) -> None:
@@ -152,7 +165,9 @@ class ResponseBuilder:
         if self.audio_out:
             tail = self._converter.flush() if self._converter is not None else ""
             if tail:
-                part.audio_ms += self._converter.duration_ms(tail)
+                ms = self._converter.duration_ms(tail)
+                part.audio_ms += ms
+                self._meter.ms += ms
                 self._emit(oa.AudioDelta(*where, tail))
             part.transcript = "".join(self._transcript)
             self._emit(oa.AudioDone(*where))

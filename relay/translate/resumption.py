@@ -103,12 +103,18 @@ class Buffer:
 class Resumption:
     """Mixin of `Translator`: handles, planned switches and resumed connections."""
 
+    @property
+    def audio_dropped(self) -> int:
+        """Audio messages and turns dropped over `resume_buffer_seconds` this session (for the metrics)."""
+        return self._log.dropped + self._queued.dropped + self._context_dropped
+
     def _init_resumption(self, switch_buffer_ms: float) -> None:
         self.resumption_handle: str | None = None
         self._log = Buffer(switch_buffer_ms)  # realtime input since the newest handle, not yet a turn
         self._queued = Buffer(switch_buffer_ms)  # made while no connection was ready
         self._context: list[dict[str, Any]] = []  # turns since the newest handle
         self._context_audio_ms = 0.0  # of the user audio turns in `_context`
+        self._context_dropped = 0  # audio turns dropped from `_context` over the bound
         self._uncovered = False  # a trigger was sent that no handle covers yet
         self._unanswered = False  # a trigger was sent and Gemini has said nothing since
         # Models whose idle signal is interactionStatus (extended thinking) may go on working after turnComplete.
@@ -144,6 +150,7 @@ class Resumption:
         while self._context_audio_ms > limit:
             index = next(i for i, t in enumerate(self._context) if _audio_turn_ms(t) > 0)
             self._context_audio_ms -= _audio_turn_ms(self._context.pop(index))
+            self._context_dropped += 1
             log.warning("resumption context holds over %.0f ms of user audio: its oldest audio turn dropped", limit)
 
     def _clear_context(self) -> None:

@@ -24,7 +24,7 @@ from relay.translate.conversation import Conversation
 from relay.translate.idle import IdleTimer
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
-from relay.translate.response import ResponseBuilder
+from relay.translate.response import Meter, ResponseBuilder
 from relay.translate.resumption import (
     DEFAULT_SWITCH_BUFFER_MS,
     RESUMABLE_CLOSES,
@@ -76,6 +76,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self.responses = 0  # responses started, for the session's end line
         self.events_in: Counter[str] = Counter()  # client events by type, for the metrics
         self.messages_in: Counter[str] = Counter()  # Gemini messages by kind
+        self.audio_out_meter = Meter()  # audio put out to the client
+        self.oversized = 0  # client events refused for their size
         # responses
         self._held: dict[str, Any] | None = None  # response.create before any user input
         self._had_user_input = False
@@ -97,6 +99,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         event_id = None
         try:
             if len(frame) > self._max_frame:
+                self.oversized += 1
                 raise ClientError(
                     "message_too_large",
                     f"The event is {len(frame)} bytes; the limit is {self._max_frame} bytes.",
@@ -173,6 +176,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     @property
     def audio_in_seconds(self) -> float:
         return self._audio.total_ms / 1000
+
+    @property
+    def audio_out_seconds(self) -> float:
+        return self.audio_out_meter.ms / 1000
 
     @property
     def awaiting_model(self) -> bool:
