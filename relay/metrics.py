@@ -31,6 +31,7 @@ class Totals:
     """What the server counts beside each session's own counters (keys are label tuples)."""
 
     open: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, dialect)
+    started: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, dialect at the handshake)
     ended: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, end reason)
     refused: Counter[str] = attrs.field(factory=Counter)  # handshake refusals by reason
     tokens: Counter[tuple[str, str]] = attrs.field(factory=Counter)  # (model, input|output), ended sessions
@@ -81,6 +82,8 @@ class RelayCollector:
                 messages[model, kind] += n
         yield _family(GaugeMetricFamily, "relay_sessions_open", "Client sessions open now.", ["model", "dialect"],
                       t.open)
+        yield _family(CounterMetricFamily, "relay_sessions_started", "Client sessions accepted.",
+                      ["model", "dialect"], t.started)
         yield _family(CounterMetricFamily, "relay_sessions_ended", "Client sessions ended, by why.",
                       ["model", "end_reason"], t.ended)
         yield _family(CounterMetricFamily, "relay_handshakes_refused", "WebSocket handshakes refused, by reason "

@@ -207,6 +207,7 @@ class RelayServer:
         self.active_sessions += 1
         opened = (model, translator.dialect or "auto")
         self.totals.open[opened] += 1
+        self.totals.started[opened] += 1
         self.totals.live[id(translator)] = (model, translator)
         self.totals.by_key[key.name] += 1
         reason = "relay_error"

@@ -66,6 +66,8 @@ def test_metrics_change_as_sessions_run(stack):
         text_turn(c, "count me")
         during = metrics(stack)
         assert during[("relay_sessions_open", (("dialect", "ga"), *model))] >= 1
+        started = ("relay_sessions_started_total", (("dialect", "ga"), *model))
+        assert during[started] == before.get(started, 0) + 1
         tokens = ("relay_gen_ai_client_token_usage_total",
                   (("gen_ai_request_model", "vertex_gemini_live_text"), ("gen_ai_token_type", "output")))
         assert during[tokens] > before.get(tokens, 0)

@@ -91,3 +91,41 @@ def test_a_session_over_its_duration_gets_session_expired_then_a_close(limited):
             c.recv()
         assert closed.value.rcvd.code == 1000 and 1.5 < time.monotonic() - started < 4
     assert metrics(limited)[("relay_limit_rejections_total", (("limit", "session_seconds"),))] >= 1
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def buffered(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    s = Stack(tmp_path_factory.mktemp("buffered"), transport=request.param,
+              general_settings={"resume_buffer_seconds": 0.3}).start()
+    yield s
+    s.stop()
+
+
+def test_audio_past_the_resume_buffer_is_dropped_counted_and_the_turn_goes_on(buffered):
+    from tests.clients import sdk_beta
+    from tests.test_e2e_audio import sine, speak
+    from tests.test_e2e_long import wait_for_handles
+    from tests.test_e2e_text import reply_text, text_turn
+
+    stack = buffered
+    counted = ("relay_limit_rejections_total", (("limit", "resume_buffer"),))
+    before = metrics(stack).get(counted, 0)
+    with sdk_beta(stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"modalities": ["text"], "turn_detection": None}})
+        c.recv()
+        issued = stack.emulator.handles_issued
+        assert reply_text(text_turn(c, "first")) == "Echo: first"
+        wait_for_handles(stack, issued + 2)
+        time.sleep(0.1)
+        # Gemini closes (resumable) and refuses the next two connects: the relay holds the audio meanwhile.
+        stack.emulator.handshake_faults.extend([503, 503])
+        text_turn(c, "bye [fault:close-1000]")
+        speak(c, sine(1000).tobytes())
+        c.send({"type": "input_audio_buffer.commit"})
+        c.send({"type": "response.create"})
+        events = c.until("response.done")
+    assert events[-1]["response"]["status"] == "completed", events[-1]
+    heard = int(reply_text(events).removeprefix("Echo: audio ").removesuffix(" ms"))
+    assert 200 <= heard <= 400  # the newest 0.3 s of the second: the rest was dropped
+    assert metrics(stack)[counted] > before
