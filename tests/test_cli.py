@@ -268,3 +268,14 @@ def test_an_unreachable_token_endpoint_warns_and_serves(tmp_path):
         assert "WARNING: could not check the Google credentials (could not get a Google access token for model m: " \
                "TransportError" in banner
         assert "serving anyway" in banner and "listening on" in banner
+
+
+def test_the_standalone_emulator_on_a_port_in_use_is_one_line_and_exit_2():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "relay.emulator", "--port", str(port)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr == f"relay.emulator: error: cannot listen on 127.0.0.1 port {port}: Address already in use\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ssl
+import sys
 from functools import partial
 
 import trio
@@ -81,6 +82,22 @@ def main(argv: list[str] | None = None) -> None:
         trio.run(partial(run_emulator, args.host, args.port, options, ssl_context=ssl_context))
     except KeyboardInterrupt:
         pass
+    except (OSError, BaseExceptionGroup) as exc:
+        # A failure to bind (port in use, no such address) comes wrapped in the nurseries' groups: say it in a line.
+        failed = _bind_error(exc)
+        if failed is None:
+            raise
+        print(f"relay.emulator: error: cannot listen on {args.host} port {args.port}: {failed.strerror or failed}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _bind_error(exc.exceptions[0])
+    return None
 
 
 if __name__ == "__main__":
