@@ -104,8 +104,6 @@ class Supervisor:
                 if trio.current_time() - began >= STEADY:
                     delay = RESTART_FIRST
                 log.warning("worker %d %s; starting another in %g s", worker.index, describe_exit(code), delay)
-                print(f"relay: worker {worker.index} {describe_exit(code)}; starting another in {delay:g} s",
-                      flush=True)
                 with trio.move_on_after(delay):
                     await self._stop.wait()
                 delay = min(RESTART_MAX, delay * 2)
