@@ -126,6 +126,9 @@ def test_audio_past_the_resume_buffer_is_dropped_counted_and_the_turn_goes_on(bu
         c.send({"type": "response.create"})
         events = c.until("response.done")
     assert events[-1]["response"]["status"] == "completed", events[-1]
+    (dropped,) = [e for e in events if e["type"] == "error"]  # said once, however many chunks went
+    assert (dropped["error"]["type"], dropped["error"]["code"]) == ("server_error", "audio_dropped")
+    assert "0.3 s" in dropped["error"]["message"]
     heard = int(reply_text(events).removeprefix("Echo: audio ").removesuffix(" ms"))
     assert 200 <= heard <= 400  # the newest 0.3 s of the second: the rest was dropped
     assert metrics(stack)[counted] > before

@@ -77,11 +77,16 @@ class Buffer:
         self.messages: list[tuple[dict[str, Any], float]] = []
         self.audio_ms = 0.0
         self.dropped = 0  # audio messages dropped over the bound, this session
+        self.dropping = False  # audio was dropped since the buffer was last emptied
 
-    def add(self, message: dict[str, Any], ms: float) -> None:
+    def add(self, message: dict[str, Any], ms: float) -> bool:
+        """Keep `message`; True when this began dropping audio (the first drop since the buffer was last emptied)."""
         self.messages.append((message, ms))
         self.audio_ms += ms
+        began = False
         while self.audio_ms > self.limit_ms:
+            began = began or not self.dropping
+            self.dropping = True
             index = next(i for i, (_, m) in enumerate(self.messages) if m > 0)
             _, gone = self.messages.pop(index)
             self.audio_ms -= gone
@@ -89,6 +94,7 @@ class Buffer:
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.warning("switch buffer full (%.0f ms of audio): oldest audio dropped, %d chunks so far",
                             self.limit_ms, self.dropped)
+        return began
 
     def take(self) -> list[dict[str, Any]]:
         out = [m for m, _ in self.messages]
@@ -98,6 +104,7 @@ class Buffer:
     def clear(self) -> None:
         self.messages = []
         self.audio_ms = 0.0
+        self.dropping = False
 
 
 class Resumption:

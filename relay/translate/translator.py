@@ -216,8 +216,11 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         if self._upstream == UPSTREAM_READY:
             self._out.upstream.append(message)
             self._sent(message)
-        else:
-            self._queued.add(message, audio_ms_of(message))
+        elif self._queued.add(message, audio_ms_of(message)):
+            # Said once per reconnect: the client streams on, unaware that Gemini is not hearing it.
+            self._error("audio_dropped", f"Gemini is reconnecting; the relay holds at most "
+                        f"{self._queued.limit_ms / 1000:g} s of input audio meanwhile and is dropping the oldest.",
+                        kind="server_error")
 
     def _ensure_upstream(self, response_params: dict[str, Any] | None = None) -> None:
         """Send `setup` as late as possible: only when something needs the model."""
