@@ -7,9 +7,11 @@ with asyncio clients (the `openai` SDK) or plain threads (node, subprocesses).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import yaml
 
@@ -21,6 +23,18 @@ from tests.tokenserver import TokenServer, write_service_account
 MASTER_KEY = "sk-relay-test-master-key"
 # The relay's WebSocket transports (general_settings.transport): every end-to-end module runs on each.
 TRANSPORTS = ["trio-websocket", "websockets"]
+
+
+def stack_fixture(name: str, **options: Any) -> Any:
+    """A module-scoped fixture called `name`: a Stack built with `options`, once per transport."""
+
+    @pytest.fixture(scope="module", params=TRANSPORTS, name=name)
+    def fixture(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+        s = Stack(tmp_path_factory.mktemp(name), transport=request.param, **options).start()
+        yield s
+        s.stop()
+
+    return fixture
 
 
 class Stack:

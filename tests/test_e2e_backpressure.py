@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.stack import MASTER_KEY, TRANSPORTS, Stack
+from tests.stack import MASTER_KEY, Stack, stack_fixture
 from tests.test_e2e_audio import sine
 
 REPLY_CHUNKS = 200  # 100 ms audio chunks per reply: 20 s of 24 kHz audio, about 1.3 MB of base64 deltas
@@ -63,23 +63,11 @@ def wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def loud_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """Every audio reply is 20 s of audio sent at once; clients may leave 4 MiB unread."""
-    s = Stack(tmp_path_factory.mktemp("loud"), transport=request.param,
-              emulator_options={"reply_audio_chunks": REPLY_CHUNKS},
-              general_settings={"client_send_buffer": 4 * 1024 * 1024}).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def strict_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """The same replies against the default client_send_buffer (512 KiB): one reply is more than it holds."""
-    s = Stack(tmp_path_factory.mktemp("strict"), transport=request.param,
-              emulator_options={"reply_audio_chunks": REPLY_CHUNKS}).start()
-    yield s
-    s.stop()
+# Every audio reply is 20 s of audio sent at once; clients may leave 4 MiB unread.
+loud_stack = stack_fixture("loud_stack", emulator_options={"reply_audio_chunks": REPLY_CHUNKS},
+                           general_settings={"client_send_buffer": 4 * 1024 * 1024})
+# The same replies against the default client_send_buffer (512 KiB): one reply is more than it holds.
+strict_stack = stack_fixture("strict_stack", emulator_options={"reply_audio_chunks": REPLY_CHUNKS})
 
 
 def test_audio_keeps_reaching_gemini_while_the_client_does_not_read_and_every_delta_arrives_after(loud_stack):
@@ -170,11 +158,7 @@ def test_a_client_that_never_reads_is_dropped_and_its_upstream_closed(strict_sta
     assert stats.client_backlog_peak <= 512 * 1024
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def paced_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    s = Stack(tmp_path_factory.mktemp("paced"), transport=request.param, emulator_options={"chunk_delay": 0.05}).start()
-    yield s
-    s.stop()
+paced_stack = stack_fixture("paced_stack", emulator_options={"chunk_delay": 0.05})
 
 
 def test_abrupt_disconnects_mid_response_leave_no_upstream_open(paced_stack):

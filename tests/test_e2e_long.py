@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.clients import sdk_beta, sdk_ga
-from tests.stack import TRANSPORTS, Stack
+from tests.stack import Stack, stack_fixture
 from tests.test_e2e_audio import sine, speak
 from tests.test_e2e_text import reply_text, text_turn
 
-
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def long_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    s = Stack(tmp_path_factory.mktemp("long"), transport=request.param).start()
-    yield s
-    s.stop()
+long_stack = stack_fixture("long_stack")
 
 
 def _connections_since(stack: Stack, start: int) -> list[list[dict]]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.clients import sdk_beta, sdk_ga
-from tests.stack import TRANSPORTS, Stack
+from tests.stack import Stack, stack_fixture
 from tests.test_e2e_text import reply_text, text_turn
 
 
@@ -16,12 +14,7 @@ def _setups(stack: Stack) -> int:
     return sum("setup" in m for m in stack.upstream_messages())
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def quick_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    s = Stack(tmp_path_factory.mktemp("timeout"), transport=request.param,
-              general_settings={"response_timeout": 0.5}).start()
-    yield s
-    s.stop()
+quick_stack = stack_fixture("quick_stack", general_settings={"response_timeout": 0.5})
 
 
 def test_silent_upstream_fails_the_response_and_the_next_turn_reconnects(quick_stack):

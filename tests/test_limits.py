@@ -10,18 +10,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.clients import raw
-from tests.stack import TRANSPORTS, Stack
+from tests.stack import Stack, stack_fixture
 from tests.test_http import metrics
 
 KEYS = [{"name": "alice", "key": "sk-alice-1", "max_sessions": 1}, {"name": "bob", "key": "sk-bob-2"}]
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def limited(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    s = Stack(tmp_path_factory.mktemp("limits"), transport=request.param, general_settings={
-        "keys": KEYS, "max_sessions": 3, "max_events_per_second": 20, "max_session_seconds": 2}).start()
-    yield s
-    s.stop()
+limited = stack_fixture("limited", general_settings={
+    "keys": KEYS, "max_sessions": 3, "max_events_per_second": 20, "max_session_seconds": 2})
 
 
 def as_key(stack: Stack, key: str):
@@ -93,12 +89,7 @@ def test_a_session_over_its_duration_gets_session_expired_then_a_close(limited):
     assert metrics(limited)[("relay_limit_rejections_total", (("limit", "session_seconds"),))] >= 1
 
 
-@pytest.fixture(scope="module", params=TRANSPORTS)
-def buffered(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    s = Stack(tmp_path_factory.mktemp("buffered"), transport=request.param,
-              general_settings={"resume_buffer_seconds": 0.3}).start()
-    yield s
-    s.stop()
+buffered = stack_fixture("buffered", general_settings={"resume_buffer_seconds": 0.3})
 
 
 def test_audio_past_the_resume_buffer_is_dropped_counted_and_the_turn_goes_on(buffered):

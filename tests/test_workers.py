@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.workers import worker_count
 from tests.stack import TRANSPORTS
 from tests.test_cli import relay_process
-from tests.test_drain import open_session
+from tests.test_drain import assert_second_signal_stops_at_once, open_session
 
 
 class Lines:
@@ -109,13 +109,7 @@ def test_a_second_signal_stops_every_worker_at_once():
     with relay_process("--workers", "2", "--log-level", "WARNING") as (proc, port, banner):
         pids = [int(p) for p in re.findall(r"relay worker \d serving \(pid (\d+)\)", banner)]
         ws = open_session(port, "never answered [fault:silent]", "response.created")
-        proc.send_signal(signal.SIGTERM)  # that worker's drain would wait up to 30 s for the response
-        time.sleep(0.5)
-        assert proc.poll() is None
-        started = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(5) == 0
-        assert time.monotonic() - started < 1.5
+        assert_second_signal_stops_at_once(proc)
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.05)
