@@ -37,12 +37,12 @@ def conformance(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "relay", "tests", "conformance", "noxfile.py")
+    session.run("ruff", "check", "relay", "tests", "conformance", "bench", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Every benchmark scenario and the Targets table (`relay bench all`); writes bench/runs/<UTC time>/results.md
+    """Every benchmark scenario and the Targets table (`python -m bench all`); writes bench/runs/<UTC time>/results.md
     and .json (ignored by git), or with `-- --update-results` the committed bench/results.md and .json.
 
     Not in the default sessions: it takes about 10-15 minutes and wants an otherwise idle machine.
@@ -50,4 +50,4 @@ def bench(session: nox.Session) -> None:
     .bench-venvs/litellm by the benchmark itself), `--transports websockets` runs one relay transport.
     """
     session.install("-e", ".[test]")
-    session.run("python", "-m", "relay", "bench", "all", *session.posargs)
+    session.run("python", "-m", "bench", "all", *session.posargs)

@@ -301,10 +301,9 @@ def _log_level() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        # The benchmark has its own sub-commands and options; imported only when asked for.
-        from relay.bench.cli import main as bench_main
-
-        return bench_main(argv[1:], prog="relay bench")
+        print("relay: the benchmark is not part of the installed relay; from a checkout run `python -m bench` "
+              "(or `nox -s bench`), see bench/README.md", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="relay", description="OpenAI Realtime API in front of Gemini Live.")
     parser.add_argument("--version", action="version", version=f"relay {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -335,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     emu.add_argument("--api-key", help="require this API key on AI Studio paths")
     emu.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
     emu.add_argument("--echo-audio", action="store_true", help="benchmark mode: send input audio chunks straight back")
-    # Listed for --help only: main() hands "bench ..." to relay.bench before parsing.
-    sub.add_parser("bench", help="run a benchmark (python -m relay bench --help)", add_help=False)
     args = parser.parse_args(argv)
     try:
         level = getattr(args, "log_level", None) or _log_level()

@@ -21,14 +21,14 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from bench import text as text_scenario
+from bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
+from bench.cli import _defaults, _parser, out_path
+from bench.report import ScenarioResult
+from bench.servers import _EMULATOR_READY
+from bench.targets import evaluate
+from bench.tls import self_signed
 from relay.__main__ import main as relay_main
-from relay.bench import text as text_scenario
-from relay.bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
-from relay.bench.cli import _defaults, _parser, out_path
-from relay.bench.report import ScenarioResult
-from relay.bench.servers import _EMULATOR_READY
-from relay.bench.targets import evaluate
-from relay.bench.tls import self_signed
 from relay.emulator import Emulator, EmulatorOptions
 from relay.emulator.__main__ import main as emulator_main
 from tests.test_emulator import TEXT_SETUP, VERTEX, VERTEX_MODEL, expect_close, recv, send, user_turn
@@ -208,12 +208,17 @@ def test_chunks_are_real_time_pcm16_with_an_id_header() -> None:
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_bench_is_a_relay_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_bench_lives_beside_the_package_not_in_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main as bench_main
+
     with pytest.raises(SystemExit) as info:
-        relay_main(["bench", "audio", "--help"])
+        bench_main(["audio", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--sessions" in out and "--seconds" in out and "--out" in out
+    assert not (ROOT / "relay" / "bench").exists()
+    assert relay_main(["bench", "all"]) == 2  # an installed relay says where the benchmark went
+    assert "python -m bench" in capsys.readouterr().err
 
 
 def test_a_run_writes_into_an_ignored_folder_unless_told_to_update_the_committed_report(
@@ -222,7 +227,7 @@ def test_a_run_writes_into_an_ignored_folder_unless_told_to_update_the_committed
     from datetime import UTC, datetime
 
     now = datetime(2026, 12, 7, 6, 30, 5, tzinfo=UTC)
-    parser = _parser("relay bench")
+    parser = _parser("python -m bench")
     # By default a fresh folder per run under bench/runs/, which .gitignore keeps out of the checkout's status.
     default = out_path(parser.parse_args(["text"]), now)
     assert default == Path("bench/runs/20261207T063005Z/results.md")
@@ -281,10 +286,10 @@ def test_targets_table_judges_each_transport_and_says_what_was_not_measured() ->
 
 
 def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> tuple[str, dict[str, Any]]:
-    """Run `python -m relay bench ARGS --out tmp/results.md`; the markdown and the JSON document."""
+    """Run `python -m bench ARGS --out tmp/results.md`; the markdown and the JSON document."""
     out = tmp_path / "results.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "relay", "bench", *args, "--out", str(out)],
+        [sys.executable, "-m", "bench", *args, "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

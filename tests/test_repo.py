@@ -40,8 +40,8 @@ def test_nox_fails_rather_than_skips_when_its_python_is_missing(tmp_path: Path) 
     assert "skipped" not in out.stderr
 
 
-# The last benchmark report still quotes a note written before its wording was fixed (relay/bench/text.py); it is
-# a record of that run and changes with the next `relay bench all --update-results`. Then drop it from here.
+# The last benchmark report still quotes a note written before its wording was fixed (bench/text.py); it is
+# a record of that run and changes with the next `python -m bench all --update-results`. Then drop it from here.
 _OUTSIDE_CITATIONS_PENDING = {"bench/results.md"}
 
 

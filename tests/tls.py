@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from relay.bench.tls import self_signed
+from bench.tls import self_signed
 
 
 def localhost_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

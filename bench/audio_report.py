@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from relay.bench.audio_client import CHUNK_MS
-from relay.bench.common import Context, failed_rows, fmt_ratio, mib, peer_notes, ratio
-from relay.bench.report import ScenarioResult, Table, fmt
+from bench.audio_client import CHUNK_MS
+from bench.common import Context, failed_rows, fmt_ratio, mib, peer_notes, ratio
+from bench.report import ScenarioResult, Table, fmt
 
 _FOREIGN_LOAD = 5.0  # % of the server's CPU used by anything else: the machine is not idle
 

@@ -22,10 +22,10 @@ import math
 import time
 from typing import Any
 
-from relay.bench.audio_phase import PhaseSpec, healthy, run_phase
-from relay.bench.audio_report import result
-from relay.bench.common import Context, Subject, each_path
-from relay.bench.report import ScenarioResult
+from bench.audio_phase import PhaseSpec, healthy, run_phase
+from bench.audio_report import result
+from bench.common import Context, Subject, each_path
+from bench.report import ScenarioResult
 
 NAME = "audio"
 HELP = "20 ms full-duplex audio sessions per server core (largest N with p99 added < 50 ms, none dropped)"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import (
+from bench.common import (
     Context,
     Subject,
     each_path,
@@ -24,8 +24,8 @@ from relay.bench.common import (
     ratio,
     run_jobs,
 )
-from relay.bench.conn_client import ConnectJob, connect_job
-from relay.bench.report import ScenarioResult, Table, fmt, percentiles
+from bench.conn_client import ConnectJob, connect_job
+from bench.report import ScenarioResult, Table, fmt, percentiles
 
 NAME = "connect"
 HELP = "handshakes/s up to session.created (sequential and concurrent), connect → session.created p50/p99"

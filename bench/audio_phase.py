@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 import numpy as np
 
-from relay.bench.audio_client import CHUNK_MS, AudioJob, audio_job
-from relay.bench.common import Context
-from relay.bench.dialects import Endpoint
-from relay.bench.procs import CpuTimes, ProcSample, busy_percent, cpu_percent, cpu_times, sample
-from relay.bench.report import percentiles
+from bench.audio_client import CHUNK_MS, AudioJob, audio_job
+from bench.common import Context
+from bench.dialects import Endpoint
+from bench.procs import CpuTimes, ProcSample, busy_percent, cpu_percent, cpu_times, sample
+from bench.report import percentiles
 
 _POLL_MARGIN = 0.1  # resource samples land within this of the streaming window's ends, inside it
 _SETTLE = 0.5  # seconds for the server to tear the previous phase's sessions down

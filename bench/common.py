@@ -12,10 +12,10 @@ from typing import Any
 
 import attrs
 
-from relay.bench.dialects import Endpoint
-from relay.bench.loadgen import GeneratorPool, Job
-from relay.bench.procs import Pinning, ProcSample, cpu_percent, sample
-from relay.bench.servers import Lab, Server, Target
+from bench.dialects import Endpoint
+from bench.loadgen import GeneratorPool, Job
+from bench.procs import Pinning, ProcSample, cpu_percent, sample
+from bench.servers import Lab, Server, Target
 
 
 @attrs.define

@@ -30,9 +30,9 @@ from typing import Any
 import attrs
 import orjson
 
-from relay.bench import rawws
-from relay.bench.dialects import Endpoint, configure, open_session
-from relay.bench.loadgen import Ready
+from bench import rawws
+from bench.dialects import Endpoint, configure, open_session
+from bench.loadgen import Ready
 
 RATE = 24_000
 CHUNK_MS = 20

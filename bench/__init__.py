@@ -1,4 +1,4 @@
-"""Benchmarks of the relay: `python -m relay bench SCENARIO|all` (or `nox -s bench`); see bench/README.md.
+"""Benchmarks of the relay: `python -m bench SCENARIO|all` (or `nox -s bench`); see bench/README.md.
 
 Layout:
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from relay.bench.common import fmt_ratio
-from relay.bench.report import ScenarioResult, Table, fmt
+from bench.common import fmt_ratio
+from bench.report import ScenarioResult, Table, fmt
 
 # The transport whose sessions-per-core target is the higher one.
 FAST_TRANSPORT = "websockets"

@@ -1,4 +1,4 @@
-"""The bare forwarder: `python -m relay.bench.bare --transport T --upstream ws://HOST:PORT [--host H] [--port P]`.
+"""The bare forwarder: `python -m bench.bare --transport T --upstream ws://HOST:PORT [--host H] [--port P]`.
 
 The transport ceiling for the audio scenario. Per client connection it opens one upstream connection to the
 same path and copies every message both ways, unchanged, with two tasks: what the relay does for audio minus
@@ -46,7 +46,7 @@ async def serve(transport_name: str, upstream: str, host: str, port: int) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m relay.bench.bare", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.bare", description=__doc__)
     parser.add_argument("--transport", default="trio-websocket")
     parser.add_argument("--upstream", required=True, help="ws://host:port; the client's path is appended")
     parser.add_argument("--host", default="127.0.0.1")

@@ -19,10 +19,10 @@ import argparse
 import time
 from typing import Any
 
-from relay.bench.common import Context, Subject, each_path, failed_rows, mib, peer_notes
-from relay.bench.conn_client import IdleJob, idle_job
-from relay.bench.procs import raise_nofile, sample
-from relay.bench.report import ScenarioResult, Table, fmt
+from bench.common import Context, Subject, each_path, failed_rows, mib, peer_notes
+from bench.conn_client import IdleJob, idle_job
+from bench.procs import raise_nofile, sample
+from bench.report import ScenarioResult, Table, fmt
 
 NAME = "idle"
 HELP = "memory of N open idle sessions (default 5000): server RSS before/after and per session"

@@ -25,13 +25,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from relay.bench.audio_phase import PhaseSpec, healthy, run_phase
-from relay.bench.common import Context, fmt_ratio, ratio, run_jobs
-from relay.bench.dialects import Endpoint
-from relay.bench.report import ScenarioResult, Table, fmt, percentiles
-from relay.bench.servers import Server, Target, Upstream
-from relay.bench.text import TEXT
-from relay.bench.turns_client import TurnsJob, turns_job
+from bench.audio_phase import PhaseSpec, healthy, run_phase
+from bench.common import Context, fmt_ratio, ratio, run_jobs
+from bench.dialects import Endpoint
+from bench.report import ScenarioResult, Table, fmt, percentiles
+from bench.servers import Server, Target, Upstream
+from bench.text import TEXT
+from bench.turns_client import TurnsJob, turns_job
 
 NAME = "tls"
 HELP = "TLS cost on the relay → upstream hop: text turns and audio sessions over ws:// vs wss://, per transport"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import (
+from bench.common import (
     Context,
     Subject,
     each_path,
@@ -26,8 +26,8 @@ from relay.bench.common import (
     ratio,
     run_jobs,
 )
-from relay.bench.report import ScenarioResult, Table, fmt, percentiles
-from relay.bench.turns_client import TurnsJob, turns_job
+from bench.report import ScenarioResult, Table, fmt, percentiles
+from bench.turns_client import TurnsJob, turns_job
 
 NAME = "text"
 HELP = "text turns: send → first delta / response.done on one session, and turns/s of parallel sessions"

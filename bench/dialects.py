@@ -21,7 +21,7 @@ from typing import Any, Literal
 import attrs
 import orjson
 
-from relay.bench import rawws
+from bench import rawws
 
 Protocol = Literal["openai", "gemini"]
 Modality = Literal["text", "audio"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import attrs
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: `python -m bench.bare` is found from it
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 5.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -198,7 +199,9 @@ class Child:
     def relay_module(
         cls, name: str, args: list[str], ready: re.Pattern[str], env: dict[str, str], logdir: Path
     ) -> Child:
-        """`python -m <args...>` with this interpreter."""
+        """`python -m <args...>` with this interpreter; `bench.*` modules are found from any working directory."""
+        path = env.get("PYTHONPATH")
+        env = {**env, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
         return cls(name, [sys.executable, "-m", *args], ready, env, logdir)
 
     @property

@@ -1,4 +1,4 @@
-"""`python -m relay bench SCENARIO [options]`: run a scenario (or `all`), write markdown and JSON, print the markdown.
+"""`python -m bench SCENARIO [options]`: run a scenario (or `all`), write markdown and JSON, print the markdown.
 
 A scenario is a module with NAME, HELP, `add_arguments(parser)` and `run(args, ctx)` returning a
 `ScenarioResult`; adding one is adding it to SCENARIOS. Every scenario also takes `--transports` (the relay
@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from relay.bench import audio, audio_reply, connect, idle, targets, text, tls
-from relay.bench.common import Context
-from relay.bench.loadgen import GeneratorPool
-from relay.bench.machine import facts, wakeup_lateness
-from relay.bench.peer import PeerUnavailable, ensure_litellm
-from relay.bench.procs import busy_percent, cpu_times, pin, plan_pinning, raise_nofile
-from relay.bench.report import ScenarioResult, write
-from relay.bench.servers import TRANSPORTS, Lab, relay_transports
+from bench import audio, audio_reply, connect, idle, targets, text, tls
+from bench.common import Context
+from bench.loadgen import GeneratorPool
+from bench.machine import facts, wakeup_lateness
+from bench.peer import PeerUnavailable, ensure_litellm
+from bench.procs import busy_percent, cpu_times, pin, plan_pinning, raise_nofile
+from bench.report import ScenarioResult, write
+from bench.servers import TRANSPORTS, Lab, relay_transports
 
 SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio, tls)}
 # A run writes into a fresh ignored folder, so that benchmarking does not dirty the checkout; the committed report
@@ -92,7 +92,7 @@ def _failed(module: ModuleType, exc: BaseException) -> ScenarioResult:
                           f"{str(exc).splitlines()[0] if str(exc) else ''}`", data={"failed": repr(exc)[:2000]})
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(prog).parse_args(argv)
     args.out = out_path(args, datetime.now(UTC))
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m relay.bench") -> 
     if args.scenario == "all":
         results.insert(0, targets.evaluate(results, peer_requested=args.peer == "litellm", peer_error=peer_error))
     elapsed = time.monotonic() - t0
-    command = shlex.join(["python", "-m", "relay", "bench", *argv])
+    command = shlex.join(["python", "-m", "bench", *argv])
     header = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC") + f" ({elapsed / 60:.1f} min)",
         "command": f"`{command}`",

@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 import orjson
 
-from relay.bench import rawws
-from relay.bench.dialects import Endpoint, configure, open_session
-from relay.bench.loadgen import Ready
-from relay.bench.procs import raise_nofile
+from bench import rawws
+from bench.dialects import Endpoint, configure, open_session
+from bench.loadgen import Ready
+from bench.procs import raise_nofile
 
 _TIMEOUT = 30.0
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from relay.bench import rawws
-from relay.bench.dialects import Endpoint, Modality, configure, open_session, reply_event, turn
-from relay.bench.loadgen import Ready
+from bench import rawws
+from bench.dialects import Endpoint, Modality, configure, open_session, reply_event, turn
+from bench.loadgen import Ready
 
 _TURN_TIMEOUT = 30.0
 _OPEN_CONCURRENCY = 20

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from relay.bench.common import (
+from bench.common import (
     Context,
     Subject,
     each_path,
@@ -25,9 +25,9 @@ from relay.bench.common import (
     ratio,
     run_jobs,
 )
-from relay.bench.report import ScenarioResult, Table, fmt, percentiles
-from relay.bench.servers import REPLY_AUDIO_CHUNKS
-from relay.bench.turns_client import TurnsJob, turns_job
+from bench.report import ScenarioResult, Table, fmt, percentiles
+from bench.servers import REPLY_AUDIO_CHUNKS
+from bench.turns_client import TurnsJob, turns_job
 
 NAME = "audio-reply"
 HELP = f"a spoken reply of {REPLY_AUDIO_CHUNKS} x 4,800-byte pcm16 chunks: send → response.done, relay vs direct"

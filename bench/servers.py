@@ -1,7 +1,7 @@
 """The servers of a run: one emulator for everything, and the servers under test, one at a time on the relay CPU.
 
 Servers under test (`Target`): the relay once per transport (`python -m relay serve --transport T`), the bare
-forwarder once per transport (`relay.bench.bare`: the same transport with no translation, the ceiling), and
+forwarder once per transport (`bench.bare`: the same transport with no translation, the ceiling), and
 LiteLLM's proxy (`--peer litellm`). Each is started fresh for each scenario, so start-up memory is measured
 on an untouched process, and pinned to the relay CPU alone, so its CPU figures are per core.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import attrs
 
-from relay.bench.dialects import VERTEX_PATH, Endpoint
-from relay.bench.procs import Child, Pinning, ProcSample, pin, sample
+from bench.dialects import VERTEX_PATH, Endpoint
+from bench.procs import Child, Pinning, ProcSample, pin, sample
 
 # Printed by each child once it listens.
 _EMULATOR_READY = re.compile(r"emulator listening on wss?://[^:\s]+:(\d+)")
@@ -235,11 +235,11 @@ class Lab:
                 args += ["--transport", str(target.transport)]
             child = Child.relay_module(name, args, _RELAY_READY, env, self.logdir)
         elif target.kind == "bare":
-            args = ["relay.bench.bare", "--transport", str(target.transport), "--upstream", upstream.url,
+            args = ["bench.bare", "--transport", str(target.transport), "--upstream", upstream.url,
                     "--host", "127.0.0.1", "--port", "0"]
             child = Child.relay_module(name, args, _BARE_READY, env, self.logdir)
         elif target.kind == "litellm":
-            from relay.bench.peer import litellm_config, litellm_env
+            from bench.peer import litellm_config, litellm_env
 
             assert self.litellm is not None
             if upstream.cert is not None:
