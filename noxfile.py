@@ -49,5 +49,5 @@ def bench(session: nox.Session) -> None:
     Options go after `--`: `nox -s bench -- --peer litellm` also measures LiteLLM's proxy (installed into
     .bench-venvs/litellm by the benchmark itself), `--transports websockets` runs one relay transport.
     """
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,bench]")
     session.run("python", "-m", "bench", "all", *session.posargs)
