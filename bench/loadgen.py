@@ -5,8 +5,9 @@ worker. A job connects whatever it needs, then `await ready()`: that tells the c
 and returns the common start time (`time.monotonic()`, the same CLOCK_MONOTONIC in every process on
 Linux), so every worker starts its measured window together and connect costs stay out of it.
 
-The clients use `websockets.asyncio` with its C speedups on asyncio, which costs well under half of
-what the relay under test spends per message, so the client side is not what gets measured.
+Jobs run on uvloop when it is installed (`bench.loops`); the clients are `rawws`'s minimal protocol, so the load
+side costs a fraction of what the server under test spends per message, and each phase reports how busy the load
+CPU was.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from bench import loops
 
 Ready = Callable[[], Awaitable[float]]
 Job = Callable[[Any, Ready], Awaitable[dict[str, Any]]]
@@ -39,7 +42,8 @@ def _worker(conn: Connection, cpus: frozenset[int] | None) -> None:
             return
         job, params = message
         try:
-            result = asyncio.run(_run(job, params, conn))
+            with asyncio.Runner(loop_factory=loops.factory()) as runner:
+                result = runner.run(_run(job, params, conn))
             conn.send(("done", result))
         except _Stop:
             return

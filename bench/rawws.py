@@ -3,10 +3,12 @@
 Why not `websockets.asyncio`: on this kind of 2-core VM its client cost about 150 µs of CPU per
 audio chunk round trip (a task wake-up per message, an assembler, a timer per session), so the load
 generators and the emulator saturated their shared core at 50 sessions, long before a relay core
-did. This client is an `asyncio.Protocol`: frames are parsed in `data_received` and handed to a
-callback with no task switch, and a frame is written with one `transport.write`. Every frame is
-masked with a fresh random key, as RFC 6455 requires of clients, so the server under test unmasks
-real data; masking uses websockets' C `apply_mask` when it is there.
+did. This client is an `asyncio.Protocol` (on uvloop in the load generators, when installed): frames
+are parsed in `data_received` and handed to a callback with no task switch, and a frame is written with
+one `transport.write`. Every frame is masked, as RFC 6455 requires of clients, so the server under test
+unmasks real data; each connection has one random masking key of its own, which lets a client build its
+frames ahead (`Spliced`: an audio chunk differs from the previous one in 12 bytes, so only those are
+masked per send). Masking uses websockets' C `apply_mask` when it is there.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER = 64 * 1024
 
 OnMessage = Callable[[bytes], None]
-# A fresh masking key per frame from a PRNG, not os.urandom: a syscall per frame is a visible share of a load
-# generator's CPU, and unpredictability (against caching proxies) does not matter on loopback.
+# One masking key per connection, not per frame: a key per frame cost the load generators a PRNG call and a full
+# masking pass on every send, and unpredictability (against caching proxies) does not matter on loopback. The
+# server still unmasks every byte.
 _mask_key = functools.partial(random.Random().randbytes, 4)
 
 
@@ -46,17 +49,40 @@ def apply_mask(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
-def frame(payload: bytes, opcode: int = TEXT) -> bytes:
-    """One final, masked client frame."""
-    n = len(payload)
+def _head(n: int, opcode: int) -> bytes:
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    mask = _mask_key()
-    return head + mask + apply_mask(payload, mask)
+        return struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    return struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+
+
+def frame(payload: bytes, opcode: int = TEXT, mask: bytes | None = None) -> bytes:
+    """One final, masked client frame (with `mask`, else a fresh key)."""
+    mask = mask or _mask_key()
+    return _head(len(payload), opcode) + mask + apply_mask(payload, mask)
+
+
+class Spliced:
+    """Masked text frames of one template that differ only in `width` bytes at `offset` of the payload.
+
+    Masking is a XOR by position, so everything but the window is masked once, here; a frame is then the
+    pre-built head and masked prefix, the window XORed with its 4-byte key phase (one small int XOR), and the
+    pre-built masked rest."""
+
+    def __init__(self, template: bytes, offset: int, width: int, mask: bytes) -> None:
+        if offset < 0 or width < 1 or offset + width > len(template):
+            raise ValueError("the window must lie inside the template")
+        masked = apply_mask(template, mask)
+        self._before = _head(len(template), TEXT) + mask + masked[:offset]
+        self._after = masked[offset + width :]
+        key = (mask * ((offset + width) // 4 + 2))[offset : offset + width]
+        self._key = int.from_bytes(key, "little")
+        self._width = width
+
+    def __call__(self, window: bytes) -> bytes:
+        masked = (int.from_bytes(window, "little") ^ self._key).to_bytes(self._width, "little")
+        return b"".join((self._before, masked, self._after))
 
 
 class HandshakeError(Exception):
@@ -83,7 +109,8 @@ class Client(asyncio.Protocol):
         self.close_code: int | None = None
         self.close_reason = ""
         self.connected_at = 0.0
-        self._buffer = bytearray()
+        self.mask = _mask_key()  # this connection's masking key (see _mask_key)
+        self._rest = b""  # an incomplete frame (or response head) left over from the previous read
         self._handshaken = False
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -95,24 +122,27 @@ class Client(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are no asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buffer
-        buf += data
+        # Frames are parsed straight out of the bytes read: most reads hold whole frames, so nothing is copied into
+        # a buffer first, and only an incomplete tail is kept for the next read.
+        if self._rest:
+            data = self._rest + data
+            self._rest = b""
         if not self._handshaken:
-            end = buf.find(b"\r\n\r\n")
+            end = data.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > _MAX_HEADER:
+                if len(data) > _MAX_HEADER:
                     self._fail_handshake(HandshakeError(None, "response header too large"))
+                else:
+                    self._rest = data
                 return
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[: end + 4]
-            self._on_response(head)
+            self._on_response(data[:end].decode("latin-1"), data[end + 4 :])
             if not self._handshaken:
                 return
-        self._parse()
+            data = data[end + 4 :]
+        self._parse(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.close_code is None:
@@ -125,7 +155,7 @@ class Client(asyncio.Protocol):
 
     # -- handshake -----------------------------------------------------------------------------
 
-    def _on_response(self, head: str) -> None:
+    def _on_response(self, head: str, body: bytes) -> None:
         status_line, *lines = head.split("\r\n")
         parts = status_line.split(" ", 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
@@ -134,8 +164,8 @@ class Client(asyncio.Protocol):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         if status != 101:
-            body = bytes(self._buffer[:300]).decode("utf-8", "replace")
-            self._fail_handshake(HandshakeError(status, f"HTTP {status}: {body}".strip()))
+            text = body[:300].decode("utf-8", "replace")
+            self._fail_handshake(HandshakeError(status, f"HTTP {status}: {text}".strip()))
             return
         if headers.get("sec-websocket-accept") != self._accept:
             self._fail_handshake(HandshakeError(status, "bad Sec-WebSocket-Accept"))
@@ -151,30 +181,33 @@ class Client(asyncio.Protocol):
 
     # -- frames --------------------------------------------------------------------------------
 
-    def _parse(self) -> None:
-        buf = self._buffer
-        pos, size = 0, len(buf)
+    def _parse(self, data: bytes) -> None:
+        pos, size = 0, len(data)
         while size - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
+            b0, b1 = data[pos], data[pos + 1]
             n = b1 & 0x7F
             head = 2
             if n == 126:
                 if size - pos < 4:
                     break
-                n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                n = int.from_bytes(data[pos + 2 : pos + 4], "big")
                 head = 4
             elif n == 127:
                 if size - pos < 10:
                     break
-                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                n = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = 10
-            if size - pos < head + n:
+            end = pos + head + n
+            if end > size:
                 break
-            payload = bytes(buf[pos + head : pos + head + n])  # servers never mask
-            pos += head + n
-            self._on_frame(b0 & 0x0F, bool(b0 & 0x80), payload)
-        if pos:
-            del buf[:pos]
+            payload = data[pos + head : end]  # servers never mask
+            pos = end
+            if b0 == 0x81 and self.on_message is not None:  # a whole text message: the hot path
+                self.on_message(payload)
+            else:
+                self._on_frame(b0 & 0x0F, bool(b0 & 0x80), payload)
+        if pos < size:
+            self._rest = data[pos:]
 
     def _on_frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode in (TEXT, BINARY, CONT):
@@ -190,13 +223,13 @@ class Client(asyncio.Protocol):
                 self._queue.append(payload)
                 self._wake()
         elif opcode == PING:
-            self._write(frame(payload, PONG))
+            self._write(frame(payload, PONG, self.mask))
         elif opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             if self.close_code is None:
                 self.close_code = code
                 self.close_reason = payload[2:].decode("utf-8", "replace")
-                self._write(frame(payload[:2], CLOSE))  # echo, as RFC 6455 asks
+                self._write(frame(payload[:2], CLOSE, self.mask))  # echo, as RFC 6455 asks
             if self.transport is not None:
                 self.transport.close()
 
@@ -214,7 +247,15 @@ class Client(asyncio.Protocol):
         """Queue one text frame (asyncio writes at once if the socket takes it, else buffers)."""
         if self.close_code is not None:
             raise Closed(self.close_code, self.close_reason)
-        self._write(frame(payload.encode() if isinstance(payload, str) else payload))
+        self._write(frame(payload.encode() if isinstance(payload, str) else payload, TEXT, self.mask))
+
+    def send_frame(self, data: bytes) -> None:
+        """Write one frame built ahead with this connection's `mask` (see `Spliced`)."""
+        if self.close_code is not None:
+            raise Closed(self.close_code, self.close_reason)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     async def recv(self) -> bytes:
         """The next queued message; `Closed` once the connection ended with nothing left."""
@@ -229,7 +270,7 @@ class Client(asyncio.Protocol):
         """Send a close frame and end the TCP connection without waiting for the peer's answer."""
         if self.close_code is None:
             self.close_code = code
-            self._write(frame(code.to_bytes(2, "big"), CLOSE))
+            self._write(frame(code.to_bytes(2, "big"), CLOSE, self.mask))
         if self.transport is not None:
             self.transport.close()
 
