@@ -1,16 +1,20 @@
 """Scenario "audio": full-duplex real-time audio sessions per server core.
 
-Each session streams 24 kHz pcm16 in 20 ms chunks on a fixed schedule to the emulator in echo mode and
-times each chunk's echo. A phase runs N sessions for SECONDS through one path. For every server under
-test (the relay per transport, the bare forwarder per transport, LiteLLM with --peer litellm), pinned
-alone to one core, the scenario searches the largest N at which no chunk is dropped and the p99 round trip
-exceeds the direct floor's p99 at the same N (the same client speaking Gemini Live straight to the
-emulator) by less than ADDED_P99 ms: N doubles from START until a phase fails, then the interval is bisected
-to within 10 %, within a time budget per server. A failing phase is run once more and counts only if it
-fails again (a shared VM has stray stalls). A floor that fails at N (measured twice) means the load side (the
-emulator and the load generators, sharing the other core) cannot drive N sessions, and so does a server
-phase that fails while the load CPU is at least 90 % busy and the server's core is not: the server is then
-credited with at least the largest N that passed, "limited by the load side".
+Each session streams 24 kHz pcm16 in 20 ms chunks on a fixed schedule to the echo upstream
+(`bench.echo_upstream`, cheap enough that the load side is not the limit) and times each chunk's echo. A
+phase runs N sessions for SECONDS through one path. For every server under test (the relay per transport,
+the bare forwarder per transport, LiteLLM with --peer litellm), pinned alone to one core, the scenario
+searches the largest N at which no chunk is dropped and the p99 round trip exceeds the direct floor's p99 at
+the same N (the same client speaking Gemini Live straight to the upstream) by less than ADDED_P99 ms: N
+doubles from START (up to MAX_SESSIONS) until a phase fails, then the interval is bisected to within 10 %,
+within a time budget per server. A failing phase is run once more and counts only if it fails again (a
+shared VM has stray stalls). A floor that fails at N (measured twice) means the load side (the upstream and
+the load generators, sharing the other core) cannot drive N sessions, and so does a server phase that fails
+while the load CPU is at least 90 % busy and the server's core is not: the server is then credited with at
+least the largest N that passed, "limited by the load side".
+
+After its search every server is also measured at the COMPARE counts it carried but the search did not try, so
+the report compares the servers' CPU per chunk at equal N.
 
 With --sessions N [N ...] it runs those counts on every path instead of searching.
 """
@@ -25,12 +29,14 @@ from typing import Any
 from bench.audio_phase import PhaseSpec, healthy, run_phase
 from bench.audio_report import result
 from bench.common import Context, Subject, each_path
+from bench.procs import LOAD_SATURATED
 from bench.report import ScenarioResult
 
 NAME = "audio"
 HELP = "20 ms full-duplex audio sessions per server core (largest N with p99 added < 50 ms, none dropped)"
+UPSTREAM = "echo"  # the full emulator would cost the load CPU as much per chunk as the server under test
 _RESOLUTION = 0.1  # the search stops once the pass/fail interval is within this share of the passing N
-_SATURATED = 90.0  # % busy: a CPU this busy queues work
+_SATURATED = 90.0  # % busy: a server CPU this busy queues work
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=float, default=1.0,
                         help="seconds to wait for outstanding echoes after the last send (default: 1)")
     parser.add_argument("--start", type=int, default=20, help="first N of the search (default: 20)")
-    parser.add_argument("--max-sessions", type=int, default=640, help="largest N the search tries (default: 640)")
+    parser.add_argument("--max-sessions", type=int, default=300, help="largest N the search tries (default: 300)")
     parser.add_argument("--search-seconds", type=float, default=100.0,
-                        help="time budget of the search per server (default: 100)")
+                        help="time budget of the search per server, comparison phases aside (default: 100)")
     parser.add_argument("--added-p99-ms", type=float, default=50.0,
                         help="largest p99 the server may add to the direct floor (default: 50)")
     parser.add_argument("--per-generator", type=int, default=100, metavar="M",
                         help="sessions per load generator process (default: 100)")
+    parser.add_argument("--compare", type=int, nargs="*", default=[20, 75, 150], metavar="N",
+                        help="session counts at which every server that carried them is measured, for the CPU per "
+                             "chunk at equal N (default: 20 75 150; none with --sessions)")
 
 
 class _Floors:
@@ -119,7 +128,7 @@ def _try(
     last = phases[-1] if len(phases) > measured else None
     load = last["load_cores_busy_percent"] if last is not None else None
     own = last["server_core_busy_percent"] if last is not None else None
-    if load is not None and own is not None and load >= _SATURATED and own < _SATURATED:
+    if load is not None and own is not None and load >= LOAD_SATURATED and own < _SATURATED:
         return f"{why} (load CPU {load:.0f} % busy, server core {own:.0f} %)", "load side"
     return why, "server"
 
@@ -142,15 +151,39 @@ def _search(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace,
         else:
             hi, hi_reason, hi_by = n, why, by
         if hi is None:
-            n *= 2
+            if lo >= args.max_sessions:
+                stop = f"the search's cap ({args.max_sessions})"
+                break
+            n = min(n * 2, args.max_sessions)
             continue
         if hi - lo <= max(1, lo * _RESOLUTION):
             stop = "the server" if hi_by == "server" else "the load side"
             break
         n = (lo + hi) // 2
     passing = [p for p in phases if p["verdict"] == "pass" and p["sessions"] == lo]
+    _compare(ctx, s, floors, args, spec, phases, lo)
     return {"max_sessions": lo, "limited_by": stop, "first_failure": {"sessions": hi, "reason": hi_reason}
             if hi is not None else None, "at_max": passing[-1] if passing else None, "phases": phases}
+
+
+def _compare(
+    ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec,
+    phases: list[dict[str, Any]], carried: int,
+) -> None:
+    """One phase at each --compare count the server carried (at most its largest passing N) that its search did not
+    try: the search's own counts depend on where each server failed, so equal N would otherwise be rare."""
+    assert s.server is not None
+    tried = {p["sessions"] for p in phases}
+    for n in sorted(set(args.compare or ())):
+        if n in tried or n > carried:
+            continue
+        floor = floors.at(n)
+        ctx.progress(f"audio: {s.label}: {n} sessions (for the equal-N comparison)")
+        p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+        why = _judge(p, floor, args.added_p99_ms)
+        p["verdict"] = "compare: " + ("pass" if why is None else f"fail: {why}")
+        phases.append(p)
+        ctx.lab.check_alive(s.server.child)
 
 
 def _sweep(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""One phase of the audio scenario: N sessions streaming through one path, with the resources sampled."""
+"""One phase of the audio scenario: N sessions streaming through one path, with the resources sampled: the server
+under test's, and the load side's (the upstream, the load generators, and how busy the load CPUs were), so a phase
+the load side could not drive is told from one the server could not carry."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from bench.audio_client import CHUNK_MS, AudioJob, audio_job
 from bench.common import Context
 from bench.dialects import Endpoint
-from bench.procs import CpuTimes, ProcSample, busy_percent, cpu_percent, cpu_times, sample
+from bench.procs import LOAD_SATURATED, CpuTimes, ProcSample, busy_percent, cpu_percent, cpu_times, sample
 from bench.report import percentiles
 
 _POLL_MARGIN = 0.1  # resource samples land within this of the streaming window's ends, inside it
@@ -28,22 +30,22 @@ class PhaseSpec:
 
 def run_phase(
     ctx: Context, endpoint: Endpoint, server_pid: int | None, n: int, spec: PhaseSpec, *,
-    emulator_pid: int | None = None,
+    upstream_pid: int | None = None,
 ) -> dict[str, Any]:
     """Stream `n` sessions through `endpoint` for `spec.seconds`; `server_pid` is the server under test (None for
-    the direct floor), whose CPU and memory are read over the streaming window; `emulator_pid` is the emulator it
+    the direct floor), whose CPU and memory are read over the streaming window; `upstream_pid` is the upstream it
     streams to, when not the lab's own."""
-    assert ctx.lab.emulator is not None
+    assert ctx.lab.upstream_child is not None
     gens = min(ctx.pool.size, math.ceil(n / spec.per_generator))
     jobs = [AudioJob(endpoint, tuple(range(g, n, gens)), n, spec.seconds, spec.grace) for g in range(gens)]
-    pids = {"emulator": emulator_pid or ctx.lab.emulator.pid}
+    pids = {"upstream": upstream_pid or ctx.lab.upstream_child.pid}
     if server_pid is not None:
         pids["server"] = server_pid
     before = {name: sample(pid) for name, pid in pids.items()}
     window: dict[str, dict[str, ProcSample]] = {"start": {}, "end": {}}
     cpus: dict[str, CpuTimes] = {}
     marks = {"start": 0.0, "end": 0.0}
-    peak_kib = [before.get("server", before["emulator"]).rss_kib]
+    peak_kib = [before.get("server", before["upstream"]).rss_kib]
 
     def on_start(start_at: float) -> None:
         marks["start"] = start_at + _POLL_MARGIN
@@ -81,6 +83,12 @@ def run_phase(
             other_on_server_core = max(0.0, competing - own)
     chunk_rate = n * 1000 / CHUNK_MS
     server_cpu = cpu.get("server")
+    generators = [100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else None for r in results]
+    # The load side's own processes (the upstream and the generators; the coordinator only samples) per chunk round
+    # trip, and the load CPUs' whole busy time per chunk (their processes, the kernel's packet work, anything else).
+    own = [c for c in (cpu["upstream"], *generators) if c is not None]
+    load_cpus = len(pinning.others) if pinning.others else None
+    per_chunk = 1e6 / 100 / chunk_rate
     return {
         "path": endpoint.label,
         "sessions": n,
@@ -97,7 +105,11 @@ def run_phase(
         "chunks_per_s": chunk_rate,
         "server_cpu_percent": server_cpu,
         "server_cpu_us_per_chunk": server_cpu / 100 / chunk_rate * 1e6 if server_cpu is not None else None,
-        "emulator_cpu_percent": cpu["emulator"],
+        "upstream_cpu_percent": cpu["upstream"],
+        "generator_cpu_percent": generators,
+        "load_cpu_us_per_chunk": sum(own) * per_chunk if own else None,
+        "load_cores_us_per_chunk": load_cores * load_cpus * per_chunk
+        if load_cores is not None and load_cpus else None,
         "server_rss_kib": {
             "before_connect": before["server"].rss_kib if "server" in before else None,
             "streaming": window["start"]["server"].rss_kib if window["start"] and "server" in pids else None,
@@ -106,7 +118,7 @@ def run_phase(
         "server_core_busy_percent": server_core,
         "server_core_other_percent": other_on_server_core,
         "load_cores_busy_percent": load_cores,
-        "generator_cpu_percent": [100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else None for r in results],
+        "load_limited": load_cores is not None and load_cores >= LOAD_SATURATED,
     }
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from bench import audio, audio_reply, connect, idle, targets, text, tls
+from bench import audio, audio_reply, connect, idle, loops, targets, text, tls
 from bench.common import Context
 from bench.loadgen import GeneratorPool
 from bench.machine import facts, wakeup_lateness
@@ -39,6 +39,16 @@ _POOL = 4  # most load generator processes: enough to spread a few hundred audio
 
 def _busy_text(background: dict[int, float | None]) -> str:
     return ", ".join(f"CPU{cpu} {b:.0f} %" if b is not None else f"CPU{cpu} n/a" for cpu, b in background.items())
+
+
+def _upstreams_text(kinds: list[str], emulator_transport: str, modules: list[ModuleType]) -> str:
+    """Which upstream served which scenarios, for the report header."""
+    parts = []
+    for kind in kinds:
+        names = ", ".join(m.NAME for m in modules if getattr(m, "UPSTREAM", "emulator") == kind)
+        what = f"the emulator over {emulator_transport}" if kind == "emulator" else "bench.echo_upstream"
+        parts.append(f"{what} for {names}")
+    return "; ".join(parts)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -141,10 +151,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
             ctx = Context(lab, GeneratorPool(min(_POOL, wanted), pinning.others), pinning,
                           peer_requested=args.peer == "litellm", peer_error=peer_error)
             try:
-                for number, module in enumerate(modules):
+                for module in modules:
                     scenario_args = _defaults(module, args) if args.scenario == "all" else args
-                    if number:
-                        lab.fresh_emulator()
+                    lab.fresh_upstream(getattr(module, "UPSTREAM", "emulator"))
                     ctx.progress(f"{module.NAME}: starting ({time.monotonic() - t0:.0f} s into the run)")
                     try:
                         results.append(module.run(scenario_args, ctx))
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
             failures += ctx.failures
             pin_notes += lab.notes
             emulator_transport = lab.emulator_transport
+            upstreams = _upstreams_text(lab.kinds_used, emulator_transport, modules)
+            upstreams += "; the load generators" + (" and the echo upstream" if "echo" in lab.kinds_used else "")
     finally:
         if original is not None:
             pin(0, frozenset(original))
@@ -173,8 +184,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
         "machine": f"{machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
                    f"{machine['memory']}, {machine['kernel']}; open files limit {soft} (hard {hard})",
         "pinning": "; ".join(pin_notes),
-        "servers under test": f"relay transports: {', '.join(transports)}; emulator over {emulator_transport}; "
+        "servers under test": f"relay transports: {', '.join(transports)}; "
                               + (f"LiteLLM {peer_error or '1.106.2'}" if args.peer else "no LiteLLM (--peer litellm)"),
+        "upstream and load side": f"{upstreams} run on {loops.name()}",
         "timer wakeup lateness": f"p50 {wake['p50']:.2f} ms, p99 {wake['p99']:.2f} ms, max {wake['max']:.2f} ms "
                                  "(time.sleep(20 ms) x 50 on an idle CPU: a floor under the latencies below)",
         "background load": f"{_busy_text(background)} busy before the run"
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     }
     meta = {"date": started.isoformat(), "elapsed_s": elapsed, "command": command, "machine": machine,
             "pinning": pin_notes, "transports": list(transports), "emulator_transport": emulator_transport,
+            "load_loop": loops.name(),
             "peer": args.peer, "peer_error": peer_error, "failures": failures}
     markdown, json_path = write(args.out, header, meta, results)
     print(markdown, end="")

@@ -14,7 +14,7 @@ import attrs
 
 from bench.dialects import Endpoint
 from bench.loadgen import GeneratorPool, Job
-from bench.procs import Pinning, ProcSample, cpu_percent, sample
+from bench.procs import CpuTimes, Pinning, ProcSample, busy_percent, cpu_percent, cpu_times, sample
 from bench.servers import Lab, Server, Target
 
 
@@ -132,6 +132,8 @@ class Timed:
     server_cpu_percent: float | None = None
     rss_at_start_kib: int | None = None  # when every generator was ready (their sessions open)
     rss_peak_kib: int | None = None
+    upstream_cpu_percent: float | None = None  # the lab's upstream over the same window
+    load_cores_busy_percent: float | None = None  # the load CPUs (upstream, generators, anything else) likewise
 
 
 def run_jobs(
@@ -143,11 +145,17 @@ def run_jobs(
     timeout: float = 300.0,
     on_start: Callable[[float], None] | None = None,
 ) -> Timed:
-    """Run `job` on the generators; sample the server from the go signal to the last result."""
+    """Run `job` on the generators; sample the server, the upstream and the load CPUs from the go signal to the last
+    result."""
     marks: dict[str, ProcSample] = {}
+    cpus: dict[str, CpuTimes] = {}
+    upstream = ctx.lab.upstream_child.pid if ctx.lab.upstream_child is not None else None
     peak = [0]
 
     def started(start_at: float) -> None:
+        cpus["start"] = cpu_times()
+        if upstream is not None:
+            marks["upstream"] = sample(upstream)
         if server is not None:
             marks["start"] = sample(server.pid)
             peak[0] = marks["start"].rss_kib
@@ -161,6 +169,10 @@ def run_jobs(
     t0 = time.monotonic()
     results = ctx.pool.run(job, params, on_start=started, poll=poll, timeout=timeout)
     timed = Timed(results, time.monotonic() - t0)
+    if "start" in cpus:
+        timed.load_cores_busy_percent = busy_percent(cpus["start"], cpu_times(), ctx.pinning.others)
+    if upstream is not None and "upstream" in marks:
+        timed.upstream_cpu_percent = cpu_percent(marks["upstream"], sample(upstream))
     if server is not None and "start" in marks:
         end = sample(server.pid)
         timed.server_cpu_s = end.cpu_s - marks["start"].cpu_s

@@ -25,10 +25,12 @@ from bench.common import (
     run_jobs,
 )
 from bench.conn_client import ConnectJob, connect_job
+from bench.procs import LOAD_SATURATED
 from bench.report import ScenarioResult, Table, fmt, percentiles
 
 NAME = "connect"
 HELP = "handshakes/s up to session.created (sequential and concurrent), connect → session.created p50/p99"
+UPSTREAM = "echo"  # the floor's setup round trip should not wait on the full emulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +55,9 @@ def _mode(ctx: Context, s: Subject, concurrency: int, seconds: float) -> dict[st
         "server_cpu_us_per_connection": timed.server_cpu_s / count * 1e6
         if timed.server_cpu_s is not None and count else None,
         "client_cpu_percent": 100 * result["cpu_s"] / result["wall_s"] if result["wall_s"] > 0 else None,
+        "upstream_cpu_percent": timed.upstream_cpu_percent,
+        "load_cores_busy_percent": timed.load_cores_busy_percent,
+        "load_limited": timed.load_cores_busy_percent is not None and timed.load_cores_busy_percent >= LOAD_SATURATED,
         "errors": result["errors"],
         "error_count": result["error_count"],
     }
@@ -75,7 +80,8 @@ def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Con
     table = Table(
         "Handshakes (TCP connect → 101 → first event), per second and latency (ms)",
         ["path", "mode", "handshakes/s", "→ 101 p50", "→ ready p50", "→ ready p99", "server CPU %",
-         "server CPU µs/handshake", "load gen CPU %", "errors", "handshakes/s vs LiteLLM"],
+         "server CPU µs/handshake", "load gen CPU %", "upstream CPU %", "load CPU busy %", "errors",
+         "handshakes/s vs LiteLLM"],
     )
     notes: list[str] = []
     for label, p in paths.items():
@@ -91,6 +97,8 @@ def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Con
                 fmt(m["per_s"], 0), fmt(m["upgrade_ms"]["p50"]), fmt(m["ready_ms"]["p50"]), fmt(m["ready_ms"]["p99"]),
                 "—" if own else fmt(m["server_cpu_percent"], 0),
                 "—" if own else fmt(m["server_cpu_us_per_connection"], 0), fmt(m["client_cpu_percent"], 0),
+                fmt(m["upstream_cpu_percent"], 0),
+                fmt(m["load_cores_busy_percent"], 0) + (" **(saturated)**" if m["load_limited"] else ""),
                 str(m["error_count"]), fmt_ratio(m.get("per_s_vs_litellm")),
             ])
             if m["error_count"]:
@@ -105,6 +113,10 @@ def _result(args: argparse.Namespace, paths: dict[str, dict[str, Any]], ctx: Con
         "mode's p50 is the one compared with the 1 ms target.",
         "Each client sends a close frame and closes its socket without waiting for the answer, so the server's "
         "teardown of one connection overlaps the next handshake and is part of its CPU per handshake.",
+        "The upstream is the echo upstream (bench.echo_upstream); the relay connects upstream lazily, at the first "
+        "audio, so only the direct path reaches it here. Load side: the load generator's own CPU, the upstream's, "
+        f"and how busy the load CPU(s) were (/proc/stat, anything running); at {LOAD_SATURATED:.0f} % or more "
+        "the row is marked **(saturated)**: the handshake rate is then the load side's, not the server's.",
     ]
     return ScenarioResult(
         name=NAME,

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
 
     def measure(s: Subject) -> dict[str, Any]:
         n = sessions_for(s.kind)
-        assert ctx.lab.emulator is not None
-        pid = s.server.pid if s.server is not None else ctx.lab.emulator.pid
+        assert ctx.lab.upstream_child is not None
+        pid = s.server.pid if s.server is not None else ctx.lab.upstream_child.pid
         ctx.progress(f"idle: {s.label}: opening {n} sessions")
         start_kib = s.server.started.rss_kib if s.server is not None else None
         time.sleep(0.2)

@@ -133,6 +133,7 @@ def cpu_times() -> CpuTimes:
 
 
 _ALL_BUSY = ("tasks", "interrupts", "steal")
+LOAD_SATURATED = 90.0  # % busy: load CPUs this busy queue the clients' and the upstream's work
 
 
 def busy_percent(

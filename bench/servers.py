@@ -1,4 +1,8 @@
-"""The servers of a run: one emulator for everything, and the servers under test, one at a time on the relay CPU.
+"""The servers of a run: one upstream per scenario, and the servers under test, one at a time on the relay CPU.
+
+The upstream (on the load CPUs) is the full Gemini Live emulator for the text, audio-reply, idle and tls scenarios,
+and the minimal echo upstream (`bench.echo_upstream`) for the audio and connect scenarios, whose load would
+otherwise make the emulator the bottleneck; a scenario module names its kind in UPSTREAM.
 
 Servers under test (`Target`): the relay once per transport (`python -m relay serve --transport T`), the bare
 forwarder once per transport (`bench.bare`: the same transport with no translation, the ceiling), and
@@ -25,6 +29,7 @@ from bench.procs import Child, Pinning, ProcSample, pin, sample
 
 # Printed by each child once it listens.
 _EMULATOR_READY = re.compile(r"emulator listening on wss?://[^:\s]+:(\d+)")
+_ECHO_READY = re.compile(r"echo upstream listening on ws://[^:\s]+:(\d+)")
 _RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
 _BARE_READY = re.compile(r"bare forwarder listening on ws://[^:\s]+:(\d+)")
 _LITELLM_READY = re.compile(r"Uvicorn running on http://[^:\s]+:(\d+)")
@@ -70,7 +75,7 @@ class Target:
 
 @attrs.frozen
 class Upstream:
-    """An emulator the servers under test connect to: `ws://`, or `wss://` when `cert` is set (the self-signed PEM
+    """An upstream the servers under test connect to: `ws://`, or `wss://` when `cert` is set (the self-signed PEM
     that a server under test then trusts through SSL_CERT_FILE, as Python's default TLS context reads it)."""
 
     child: Child
@@ -104,7 +109,7 @@ def _free_port() -> int:
 
 
 def relay_config(emulator_port: int, scheme: str = "ws") -> str:
-    """One Vertex model on the emulator (`scheme` wss: over TLS), without Google credentials.  The production
+    """One Vertex model on the upstream (`scheme` wss: over TLS), without Google credentials.  The production
     guards are off (a load generator sends far more than 500 events a second, the idle scenario opens 5,000
     sessions): the benchmark measures the relay's cost, and LiteLLM has neither guard."""
     return (
@@ -122,8 +127,9 @@ def relay_config(emulator_port: int, scheme: str = "ws") -> str:
 
 
 class Lab:
-    """The emulator (echo mode, fixed-length audio replies) for the whole run; `serve(target)` runs one server
-    under test for the duration of a block. A context manager."""
+    """The upstream of the current scenario (`fresh_upstream`: the emulator, in echo mode with fixed-length audio
+    replies, or the echo upstream); `serve(target)` runs one server under test for the duration of a block. A
+    context manager."""
 
     def __init__(self, key: str, pinning: Pinning, *, relay_transports: tuple[str, ...],
                  litellm: Path | None = None) -> None:
@@ -135,31 +141,45 @@ class Lab:
         self._tmp = tempfile.TemporaryDirectory(prefix="relay-bench-")
         self.logdir = Path(self._tmp.name)
         self.emulator_transport = fast_emulator_transport()
-        self.emulator: Child | None = None
+        self.upstream_child: Child | None = None
+        self.upstream_kind = ""
+        self.kinds_used: list[str] = []  # for the report header, in order of first use
 
     def __enter__(self) -> Lab:
-        try:
-            self.fresh_emulator()
-        except BaseException:
-            self.close()
-            raise
         return self
 
-    def fresh_emulator(self) -> None:
-        """(Re)start the emulator: each scenario gets one in the same state, whatever ran before (it keeps every
-        non-audio message it received, and a heap grown by 5,000 idle sessions makes for longer GC pauses)."""
-        if self.emulator is not None:
-            self.emulator.stop()
-        self.emulator = self.start_emulator("emulator")
+    def fresh_upstream(self, kind: str = "emulator") -> None:
+        """(Re)start the upstream, `emulator` or `echo`: each scenario gets one in the same state, whatever ran
+        before (the emulator keeps every non-audio message it received, and a heap grown by 5,000 idle sessions
+        makes for longer GC pauses)."""
+        if self.upstream_child is not None:
+            self.upstream_child.stop()
+            self.upstream_child = None
+        if kind == "emulator":
+            self.upstream_child = self.start_emulator("emulator")
+        elif kind == "echo":
+            self.upstream_child = self.start_echo("echo-upstream")
+        else:
+            raise ValueError(f"unknown upstream {kind!r}")
+        self.upstream_kind = kind
+        if kind not in self.kinds_used:
+            self.kinds_used.append(kind)
 
     def start_emulator(self, name: str, tls: tuple[Path, Path] | None = None) -> Child:
         """An emulator child on the load CPUs, ready; `tls` (certificate and key PEM files) makes it serve wss://.
-        The caller stops it, unless it is the lab's own `emulator`."""
+        The caller stops it, unless it is the lab's own upstream."""
         args = ["relay.emulator", "--host", "127.0.0.1", "--port", "0", "--echo-audio",
                 "--reply-audio-chunks", str(REPLY_AUDIO_CHUNKS), "--transport", self.emulator_transport]
         if tls is not None:
             args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        child = Child.relay_module(name, args, _EMULATOR_READY, dict(os.environ), self.logdir)
+        return self._start_upstream(Child.relay_module(name, args, _EMULATOR_READY, dict(os.environ), self.logdir))
+
+    def start_echo(self, name: str) -> Child:
+        """An echo upstream child (`bench.echo_upstream`) on the load CPUs, ready."""
+        args = ["bench.echo_upstream", "--host", "127.0.0.1", "--port", "0"]
+        return self._start_upstream(Child.relay_module(name, args, _ECHO_READY, dict(os.environ), self.logdir))
+
+    def _start_upstream(self, child: Child) -> Child:
         try:
             self._pin(child.pid, self.pinning.others)
             child.wait_ready()
@@ -173,19 +193,15 @@ class Lab:
         self.close()
 
     @property
-    def emulator_port(self) -> int:
-        assert self.emulator is not None
-        return self.emulator.port
-
-    @property
     def upstream(self) -> Upstream:
-        """The lab's own emulator, plain ws://."""
-        assert self.emulator is not None
-        return Upstream(self.emulator)
+        """The lab's own upstream, plain ws://."""
+        assert self.upstream_child is not None
+        return Upstream(self.upstream_child)
 
     @property
     def direct(self) -> Endpoint:
-        return Endpoint("direct", f"ws://127.0.0.1:{self.emulator_port}{VERTEX_PATH}", "gemini")
+        """The floor: the same client speaking Gemini Live straight to the lab's upstream."""
+        return Endpoint("direct", f"ws://127.0.0.1:{self.upstream.child.port}{VERTEX_PATH}", "gemini")
 
     def targets(self, kinds: tuple[str, ...] = ("relay", "litellm")) -> list[Target]:
         """The servers under test for a scenario, in report order: relay per transport, then bare per transport,
@@ -202,7 +218,7 @@ class Lab:
     @contextmanager
     def serve(self, target: Target, upstream: Upstream | None = None) -> Iterator[Server]:
         """`target` running for the duration of the block, connecting upstream to `upstream` (default: the lab's
-        emulator)."""
+        upstream)."""
         child = self._start(target, upstream or self.upstream)
         try:
             child.wait_ready(_LITELLM_START_TIMEOUT if target.kind == "litellm" else 30.0)
@@ -223,7 +239,7 @@ class Lab:
         if upstream.cert is not None:
             env["SSL_CERT_FILE"] = str(upstream.cert)
         # Its own log and config file per upstream: a scenario may run the same target against two emulators at once.
-        name = target.label if upstream.child is self.emulator else f"{target.label} to {upstream.child.name}"
+        name = target.label if upstream.child is self.upstream_child else f"{target.label} to {upstream.child.name}"
         if target.kind == "relay":
             config = self.logdir / f"{name.replace(' ', '-')}.yaml"
             config.write_text(relay_config(upstream.child.port, upstream.scheme))
@@ -260,11 +276,11 @@ class Lab:
             self.notes.append(error)
 
     def check_alive(self, *children: Child) -> None:
-        for child in (self.emulator, *children):
+        for child in (self.upstream_child, *children):
             if child is not None and not child.alive():
                 raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.log_tail()}")
 
     def close(self) -> None:
-        if self.emulator is not None:
-            self.emulator.stop()
+        if self.upstream_child is not None:
+            self.upstream_child.stop()
         self._tmp.cleanup()

@@ -147,7 +147,7 @@ def _audio(phases: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": _mean([p["latency_ms"]["p99"] for p in phases]),
         "cpu_us_per_chunk": _mean([p["server_cpu_us_per_chunk"] for p in phases]),
         "server_cpu_percent": _mean([p["server_cpu_percent"] for p in phases]),
-        "emulator_cpu_percent": _mean([p["emulator_cpu_percent"] for p in phases]),
+        "emulator_cpu_percent": _mean([p["upstream_cpu_percent"] for p in phases]),
         "dropped": sum(p["dropped"] for p in phases),
         "error_count": sum(p["error_count"] + p["foreign"] + p["corrupted"] for p in phases),
         "healthy": all(healthy(p) for p in phases),
@@ -182,7 +182,7 @@ def _measure(ctx: Context, target: Target, upstreams: dict[str, Upstream], args:
             for scheme in order:
                 server, upstream = servers[scheme], upstreams[scheme]
                 phases[scheme].append(run_phase(ctx, endpoints[scheme], server.pid, args.sessions, spec,
-                                                emulator_pid=upstream.child.pid))
+                                                upstream_pid=upstream.child.pid))
                 ctx.lab.check_alive(server.child, upstream.child)
     runs: dict[str, Any] = {s: {"text": _text(blocks[s]), "audio": _audio(phases[s])} for s in SCHEMES}
     runs["overhead"] = _overhead(runs["ws"], runs["wss"])

@@ -1,5 +1,5 @@
-"""The benchmark harness: the emulator's benchmark options, the chunk framing, the targets table, and a tiny
-end-to-end run of every scenario.
+"""The benchmark harness: the emulator's benchmark options, the echo upstream, the load clients' framing, the targets
+table, and a tiny end-to-end run of every scenario.
 
 The runs are functional smoke tests (every chunk comes back unaltered, the report has its sections and
 numbers); timings are never asserted here, they are what the benchmark reports.
@@ -10,22 +10,30 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
 from trio_websocket import open_websocket_url
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as sync_connect
 
+from bench import rawws
 from bench import text as text_scenario
 from bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
 from bench.cli import _defaults, _parser, out_path
+from bench.echo_upstream import unmask
+from bench.procs import Child
 from bench.report import ScenarioResult
-from bench.servers import _EMULATOR_READY
+from bench.servers import _ECHO_READY, _EMULATOR_READY, _RELAY_READY, relay_config
 from bench.targets import evaluate
 from bench.tls import self_signed
 from relay.__main__ import main as relay_main
@@ -190,6 +198,112 @@ def test_emulator_command_wants_both_tls_files(capsys: pytest.CaptureFixture[str
     assert info.value.code == 2 and "--tls-cert and --tls-key go together" in capsys.readouterr().err
 
 
+# -- the echo upstream (the audio and connect scenarios' upstream) -----------------------------------
+
+
+@pytest.fixture
+def echo_port(tmp_path: Path) -> Iterator[int]:
+    """`python -m bench.echo_upstream` as the bench runs it, until the test ends."""
+    child = Child.relay_module("echo", ["bench.echo_upstream", "--port", "0"], _ECHO_READY, dict(os.environ), tmp_path)
+    try:
+        yield child.wait_ready()
+    finally:
+        child.stop()
+
+
+def test_echo_upstream_answers_setup_echoes_audio_and_pings_and_closes_cleanly(echo_port: int) -> None:
+    make = ChunkMaker()
+    with sync_connect(f"ws://127.0.0.1:{echo_port}{VERTEX}", compression=None) as ws:
+        ws.send(orjson.dumps(TEXT_SETUP).decode())
+        assert json.loads(ws.recv(timeout=10)) == {"setupComplete": {}}
+        chunks = [make(7, seq) for seq in range(5)]
+        for data in chunks:  # the compact form the relay writes: spliced, not parsed
+            ws.send(orjson.dumps(audio(data)).decode())
+        for data in chunks:
+            assert json.loads(ws.recv(timeout=10)) == echo_of(data)
+        # Any other spelling of the same message takes the full parse and is echoed alike, as are legacy mediaChunks.
+        ws.send(json.dumps(audio(chunks[0]), indent=1))
+        assert json.loads(ws.recv(timeout=10)) == echo_of(chunks[0])
+        ws.send(json.dumps({"realtimeInput": {"mediaChunks": [{"mimeType": MIME, "data": chunks[1]}]}}))
+        assert json.loads(ws.recv(timeout=10)) == echo_of(chunks[1])
+        # Anything else is read and not answered: the next answer is the next chunk's echo.
+        ws.send(json.dumps({"realtimeInput": {"activityStart": {}}}))
+        ws.send(json.dumps({"clientContent": {"turnComplete": True}}))
+        ws.send(orjson.dumps(audio(chunks[2])).decode())
+        assert json.loads(ws.recv(timeout=10)) == echo_of(chunks[2])
+        assert ws.ping(b"still there?").wait(10)  # the pong came back with the same payload
+        ws.close()
+        assert ws.close_code == 1000
+    with sync_connect(f"ws://127.0.0.1:{echo_port}{VERTEX}") as ws:
+        ws.send(orjson.dumps(audio(chunks[0])).decode())  # audio before setup: refused, as Gemini does
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1007
+
+
+def test_echo_upstream_refuses_a_request_that_is_no_upgrade(echo_port: int) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", echo_port, timeout=10)
+    conn.request("GET", "/")
+    assert conn.getresponse().status == 400
+
+
+def test_echo_upstream_unmasks_every_length() -> None:
+    mask = b"\x01\x80\xff\x10"
+    for n in (0, 1, 3, 4, 5, 1363):
+        payload = bytes(range(256)) * (n // 256 + 1)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload[:n]))
+        assert unmask(masked, mask) == payload[:n]
+
+
+def test_the_relay_carries_an_audio_session_through_the_echo_upstream(echo_port: int, tmp_path: Path) -> None:
+    """The relay as the bench runs it (config api_base on the echo upstream, upstream_auth none), GA, manual turns:
+    every appended chunk comes back as an audio delta with the very same base64."""
+    config = tmp_path / "relay.yaml"
+    config.write_text(relay_config(echo_port))
+    env = {**os.environ, "RELAY_MASTER_KEY": "sk-bench-test"}
+    relay = Child.relay_module("relay", ["relay", "serve", "--config", str(config), "--host", "127.0.0.1", "--port",
+                                         "0"], _RELAY_READY, env, tmp_path)
+    try:
+        port = relay.wait_ready()
+        headers = {"Authorization": "Bearer sk-bench-test"}
+        with sync_connect(f"ws://127.0.0.1:{port}/v1/realtime?model=bench", additional_headers=headers) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+            ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "output_modalities": ["audio"], "audio": {"input": {"turn_detection": None}},
+            }}))  # fmt: skip
+            while json.loads(ws.recv(timeout=10))["type"] != "session.updated":
+                pass
+            make = ChunkMaker()
+            chunks = [make(1, seq) for seq in range(10)]
+            for data in chunks:
+                ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": data}))
+            deltas = []
+            while len(deltas) < len(chunks):
+                event = json.loads(ws.recv(timeout=10))
+                assert event["type"] != "error", event
+                if event["type"] == "response.output_audio.delta":
+                    deltas.append(event["delta"])
+            assert deltas == chunks
+    finally:
+        relay.stop()
+
+
+# -- the load clients' framing -----------------------------------------------------------------------
+
+
+def test_spliced_frames_are_the_masked_frames_of_the_whole_payload() -> None:
+    make = ChunkMaker()
+    prefix, suffix = b'{"type":"input_audio_buffer.append","audio":"', b'"}'
+    mask = b"\x9a\x01\x33\xc4"
+    framed = rawws.Spliced(prefix + make(3, 0).encode() + suffix, len(prefix), 12, mask)
+    for seq in (0, 1, 77, 2**32 - 1):
+        payload = prefix + make(3, seq).encode() + suffix
+        assert framed(make.window(3, seq)) == rawws.frame(payload, rawws.TEXT, mask)
+        assert make.window(3, seq) == make(3, seq).encode()[:12]
+
+
 # -- chunk framing -----------------------------------------------------------------------------
 
 
@@ -305,6 +419,26 @@ def _rows(markdown: str, label: str) -> list[str]:
     return [line for line in markdown.splitlines() if line.startswith(f"| {label} |")]
 
 
+def test_audio_scenario_smoke_reports_the_load_side(tmp_path: Path) -> None:
+    """5 sessions for 2 s on every path: each phase says what the upstream, the generators and the load CPU cost."""
+    markdown, document = _bench(tmp_path, "audio", "--sessions", "5", "--seconds", "2", timeout=240)
+    assert "bench.echo_upstream for audio" in markdown
+    assert re.search(r"the load generators and the echo upstream run on (uvloop|plain asyncio)", markdown)
+    header = next(line for line in markdown.splitlines() if line.startswith("| path | sessions |"))
+    for column in ("upstream CPU %", "generators CPU %", "load CPU busy %", "load µs/chunk"):
+        assert column in header
+    assert "### CPU per chunk round trip at equal N" in markdown
+    scenario = document["scenarios"]["audio"]
+    phases = [scenario["direct"]["5"], *(p for s in scenario["servers"].values() for p in s["phases"])]
+    for p in phases:
+        assert p["echoed"] == p["sent"] == 500 and p["dropped"] == 0, p
+        assert isinstance(p["upstream_cpu_percent"], float) and isinstance(p["load_cpu_us_per_chunk"], float), p
+        assert isinstance(p["load_cores_busy_percent"], float) and isinstance(p["load_limited"], bool), p
+        assert all(isinstance(g, float) for g in p["generator_cpu_percent"]), p
+    for label in scenario["servers"]:
+        assert len(_rows(markdown, label)) == 3  # the summary, the equal-N table and the phase
+
+
 def test_audio_scenario_smoke(tmp_path: Path) -> None:
     """2 sessions for 1 s through the relay, the bare forwarder and direct, in real child processes."""
     markdown, document = _bench(tmp_path, "audio", "--sessions", "2", "--seconds", "1", "--grace", "2",
@@ -324,8 +458,9 @@ def test_audio_scenario_smoke(tmp_path: Path) -> None:
         assert server["max_sessions"] in (0, 2) and server["phases"][0]["sessions"] == 2, label
         p = server["phases"][0]
         assert isinstance(p["server_cpu_percent"], float) and p["server_rss_kib"]["peak"] > 0, p
-        assert len(_rows(markdown, label)) == 2  # the summary and the phase
+        assert len(_rows(markdown, label)) == 3  # the summary, the equal-N table and the phase
     assert len(_rows(markdown, "direct")) == 1
+    assert len(_rows(markdown, "direct (load side only)")) == 1
 
 
 def test_text_scenario_smoke_runs_each_transport_side_by_side(tmp_path: Path) -> None:
@@ -368,6 +503,9 @@ def test_idle_and_connect_scenarios_smoke(tmp_path: Path) -> None:
             assert p[mode]["connections"] > 0 and p[mode]["error_count"] == 0, p
             assert isinstance(p[mode]["ready_ms"]["p50"], float)
     assert "## Connect" in markdown and len(_rows(markdown, "relay trio-websocket")) == 2
+    assert "load CPU busy %" in markdown
+    direct = document["scenarios"]["connect"]["paths"]["direct"]["sequential"]
+    assert isinstance(direct["upstream_cpu_percent"], float) and isinstance(direct["load_cores_busy_percent"], float)
 
 
 def test_tls_scenario_smoke_compares_ws_and_wss_on_each_transport(tmp_path: Path) -> None:
