@@ -304,6 +304,16 @@ def test_spliced_frames_are_the_masked_frames_of_the_whole_payload() -> None:
         assert make.window(3, seq) == make(3, seq).encode()[:12]
 
 
+def test_without_uvloop_the_load_side_runs_on_plain_asyncio_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from bench import loops
+
+    monkeypatch.setattr(loops, "uvloop", None)
+    assert loops.factory() is asyncio.new_event_loop
+    assert loops.name() == "plain asyncio (uvloop not installed)"
+
+
 # -- chunk framing -----------------------------------------------------------------------------
 
 
