@@ -3,7 +3,7 @@
 The transport ceiling for the audio scenario. Per client connection it opens one upstream connection to the
 same path and copies every message both ways, unchanged, with two tasks: what the relay does for audio minus
 the translation (no parsing, no events, no session state). It uses the relay's own transport seam
-(`relay.transport.get_transport`), with the same buffer sizes and limits as the relay, so relay sessions per
+(`relay.transport.registry.get_transport`), with the same buffer sizes and limits as the relay, so relay sessions per
 core / bare sessions per core is the share of the core the transport leaves to the translator.
 """
 
@@ -14,7 +14,8 @@ from functools import partial
 
 import trio
 
-from relay.transport import HandshakeFailed, IncomingConnection, MessageSocket, SocketClosed, get_transport
+from relay.transport import HandshakeFailed, IncomingConnection, MessageSocket, SocketClosed
+from relay.transport.registry import get_transport
 
 
 async def _pump(source: MessageSocket, sink: MessageSocket, done: trio.CancelScope) -> None:

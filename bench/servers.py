@@ -53,7 +53,7 @@ def fast_emulator_transport() -> str:
     """The emulator serves over the relay's websockets transport when it exists: per message it costs a third
     of trio-websocket, which keeps the emulator from saturating the load CPU before the relay saturates its own."""
     try:
-        from relay.transport import get_transport
+        from relay.transport.registry import get_transport
 
         get_transport("websockets")
     except (ImportError, ValueError):

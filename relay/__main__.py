@@ -153,6 +153,7 @@ class WorkerRole:
 
     index: int
     metrics_dir: str
+    supervisor: int  # its pid: the worker drains when it is no longer this process's parent
 
 
 async def _serve(config: Config | None, host: str, port: int, transport: str | None = None,
@@ -171,7 +172,7 @@ async def _serve(config: Config | None, host: str, port: int, transport: str | N
             _announce(config, host, bound)
         else:
             print(serving_line(worker.index), flush=True)
-            nursery.start_soon(watch_parent, os.getppid())
+            nursery.start_soon(watch_parent, worker.supervisor)
         await _until_signalled(server, config.drain_timeout, quiet=worker is not None)
         nursery.cancel_scope.cancel()
 
@@ -199,7 +200,7 @@ async def _supervise(config: Config | None, args: argparse.Namespace, count: int
                 await _check_credentials(upstreams)
                 command = [sys.executable, "-m", "relay", "serve", "--host", host, "--port", str(port),
                            "--log-level", log_level, "--log-format", log_format, "--metrics-dir", shared,
-                           "--transport", config.transport, *source]
+                           "--transport", config.transport, "--supervisor", str(os.getpid()), *source]
                 supervisor = Supervisor(count, lambda i: [*command, "--worker", str(i)], Path(shared))
                 for worker in supervisor.workers:
                     nursery.start_soon(supervisor.keep, worker)
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     # How the supervisor starts each worker (relay.workers); not for people.
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--emulator-url", help=argparse.SUPPRESS)
     emu = sub.add_parser("emulator", help="run the Gemini Live emulator alone")
     emu.add_argument("--host", default="127.0.0.1")
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"relay: config warning: {warning}", file=sys.stderr)
         count = worker_count(args.workers)
         if args.worker is not None:
-            _run(_serve, config, args.host, args.port, args.transport, WorkerRole(args.worker, args.metrics_dir))
+            _run(_serve, config, args.host, args.port, args.transport, WorkerRole(args.worker, args.metrics_dir,
+                                                                            args.supervisor or os.getppid()))
         elif count > 1:
             _run(_supervise, config, args, count, level, fmt)
         else:

@@ -20,7 +20,8 @@ from relay.session import Session
 from relay.session_config import Dialect
 from relay.stats import Stats
 from relay.translate import Translator
-from relay.transport import CLOSE_TIMEOUT, MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection, get_transport
+from relay.transport import CLOSE_TIMEOUT, MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection
+from relay.transport.registry import get_transport
 from relay.upstream import Upstream
 
 log = logging.getLogger("relay.server")

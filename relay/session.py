@@ -34,7 +34,7 @@ import trio
 from relay.outbox import Outbox
 from relay.stats import Stats
 from relay.translate import Close, Connect, Output, Translator
-from relay.transport import CLOSE_TIMEOUT, HandshakeFailed, MessageSocket, OpenConnection, SocketClosed, open_connection
+from relay.transport import CLOSE_TIMEOUT, HandshakeFailed, MessageSocket, OpenConnection, SocketClosed
 from relay.upstream import Upstream, UpstreamAuthError
 
 log = logging.getLogger("relay.session")
@@ -90,7 +90,7 @@ class Session:
         translator: Translator,
         upstream: Upstream,
         label: str,
-        open_upstream: OpenConnection = open_connection,
+        open_upstream: OpenConnection,
         response_timeout: float = RESPONSE_TIMEOUT,
         client_send_buffer: int = CLIENT_SEND_BUFFER,
         stats: Stats | None = None,

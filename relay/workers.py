@@ -175,7 +175,8 @@ class Supervisor:
 
 async def watch_parent(parent: int, every: float = 1.0) -> None:
     """A worker's guard: when its supervisor is gone (killed without a chance to forward a signal), drain as on
-    SIGTERM rather than serve unsupervised."""
+    SIGTERM rather than serve unsupervised.  `parent` is the supervisor's pid as the supervisor gave it: one that
+    died before this worker looked would otherwise go unnoticed."""
     while os.getppid() == parent:
         await trio.sleep(every)
     log.warning("the supervisor (pid %d) has gone; draining", parent)

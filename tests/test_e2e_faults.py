@@ -38,8 +38,8 @@ from functools import partial
 import pytest
 import trio
 
-import relay.transport
-import relay.transport_ws.client
+import relay.transport.sansio.client
+import relay.transport.tws
 from relay.emulator import Emulator
 from relay.emulator.context import CONTEXT_EXCEEDED
 from relay.emulator.network import DEAD_HANDSHAKE, STALLED_HANDSHAKE
@@ -118,8 +118,8 @@ def limited_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 
 
 def shorten_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay.transport, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
-    monkeypatch.setattr(relay.transport_ws.client, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    monkeypatch.setattr(relay.transport.tws, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    monkeypatch.setattr(relay.transport.sansio.client, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
 
 
 @pytest.fixture

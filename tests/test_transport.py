@@ -24,8 +24,8 @@ from relay.transport import (
     IncomingConnection,
     MessageSocket,
     SocketClosed,
-    get_transport,
 )
+from relay.transport.registry import get_transport
 from tests.tls import localhost_contexts
 
 Start = Callable[..., Awaitable[int]]
@@ -258,11 +258,11 @@ async def test_close_while_another_task_waits_in_get_message(start: Start, serve
 async def test_close_gives_up_on_a_silent_peer(
     nursery: trio.Nursery, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import relay.transport
-    import relay.transport_ws.connection
+    import relay.transport.sansio.connection
+    import relay.transport.tws
 
-    monkeypatch.setattr(relay.transport, "CLOSE_TIMEOUT", 0.5)
-    monkeypatch.setattr(relay.transport_ws.connection, "CLOSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(relay.transport.tws, "CLOSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(relay.transport.sansio.connection, "CLOSE_TIMEOUT", 0.5)
     port = await raw_server(nursery, lambda stream: trio.sleep_forever())  # never answers the close frame
     with trio.fail_after(10):
         async with connect(client, port) as sock:
@@ -355,11 +355,11 @@ async def test_unreachable_port(client: str) -> None:
 
 @pytest.mark.parametrize("client", TRANSPORT_NAMES)
 async def test_connect_timeout(nursery: trio.Nursery, client: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import relay.transport
-    import relay.transport_ws.client
+    import relay.transport.sansio.client
+    import relay.transport.tws
 
-    monkeypatch.setattr(relay.transport, "CONNECT_TIMEOUT", 0.5)
-    monkeypatch.setattr(relay.transport_ws.client, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(relay.transport.tws, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(relay.transport.sansio.client, "CONNECT_TIMEOUT", 0.5)
 
     async def silent(stream: trio.SocketStream) -> None:
         await trio.sleep_forever()
@@ -507,10 +507,10 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.S
 async def test_wss_verifies_the_certificate(
     start: Start, tls: tuple[ssl.SSLContext, ssl.SSLContext], server: str, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import relay.transport
+    import relay.transport.tws
 
     # trio-websocket loses the ssl error and waits for its connect timeout instead; keep that short.
-    monkeypatch.setattr(relay.transport, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(relay.transport.tws, "CONNECT_TIMEOUT", 1.0)
     echo = Echo()
     port = await start(server, echo, ssl_context=tls[0])
     with trio.fail_after(15):

@@ -43,7 +43,7 @@ class EmulatorOptions:
     #: its text (0 = ``MS_PER_WORD`` per word); the transcript is spread evenly over that audio.
     reply_audio_chunks: int = 0
     #: The WebSocket implementation serving connections: ``trio-websocket``, or ``websockets``
-    #: (the relay's sans-IO transport, ``relay.transport_ws``) so that a benchmark's load side
+    #: (the relay's sans-IO transport, ``relay.transport.sansio``) so that a benchmark's load side
     #: costs less per message than the relay it measures.
     transport: str = "trio-websocket"
     #: Send ``goAway`` right after the Nth completed reply of a connection (0 = never).

@@ -135,7 +135,7 @@ goes just before the chunk in which word k's share of the audio starts). Text re
 affected, and neither is echo mode, so one emulator serves every benchmark scenario.
 
 Transport (``EmulatorOptions.transport``): ``trio-websocket`` (the default) or ``websockets``, the
-relay's own sans-IO transport (``relay.transport_ws``), which a benchmark uses so that the emulator
+relay's own sans-IO transport (``relay.transport.sansio``), which a benchmark uses so that the emulator
 costs less per message than the relay it measures. The behaviour on the wire is the same.
 
 Audio input (``realtimeInput.audio`` or the deprecated ``realtimeInput.mediaChunks``):
@@ -285,7 +285,7 @@ class Emulator(Registry):
         async with trio.open_nursery() as nursery:
             if self.options.transport != "trio-websocket":
                 # Imported on demand: the seam and its transports are the relay's, not needed otherwise.
-                from relay.transport import get_transport
+                from relay.transport.registry import get_transport
 
                 transport = get_transport(self.options.transport)
                 bound = await nursery.start(

@@ -25,7 +25,7 @@ from relay.transport import (
     HandshakeRequest,
     SocketClosed,
 )
-from relay.transport_ws.connection import (
+from relay.transport.sansio.connection import (
     STREAM_ERRORS,
     WebsocketsSocket,
     describe,
@@ -34,7 +34,7 @@ from relay.transport_ws.connection import (
     write_out,
 )
 
-log = logging.getLogger("relay.transport_ws")
+log = logging.getLogger("relay.transport.sansio")
 
 
 class WebsocketsIncoming:

@@ -1,155 +1,40 @@
-"""The seam between a session and its two sockets, and the trio-websocket transport behind it.
+"""The trio-websocket transport (the default): the seam's `MessageSocket`, server and client over trio-websocket.
 
-The session, server and upstream code speak only to `MessageSocket`, `IncomingConnection` and the
-`Transport` chosen by `general_settings.transport` / `--transport`: trio-websocket (here, the default)
-or websockets' sans-IO core driven inline under trio (`relay.transport_ws`, 2-3x the messages per core).
-Nothing outside this module imports trio_websocket.
+Its internals (one write for a batch of messages, taking queued messages without waiting, a client over our
+own stream) are reached through relay.transport.tws_internals only.  Nothing else in the relay imports
+trio_websocket.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
-from typing import Literal, NoReturn, Protocol
+from typing import NoReturn
 
-import attrs
 import trio
 import trio_websocket as tws
 import wsproto.events
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Pong, TextMessage
 
-from relay.gate import Gate
 from relay.http import HttpApp, answered_as_http
 from relay.listen import open_listeners
-
-# OpenAI accepts input_audio_buffer.append events of up to 15 MiB of base64; leave room for the JSON.
-MAX_EVENT_SIZE = 16 * 1024 * 1024
-# The transport's hard cap is higher so that an event a little too large gets an `error` event
-# from the translator and the session goes on; only past this does the socket close with 1009.
-MAX_MESSAGE_SIZE = 2 * MAX_EVENT_SIZE
-# A 64 KiB receive buffer is a free 1.3x over the 4 KiB default (measured relaying audio frames on loopback).
-RECEIVE_BUFFER_SIZE = 64 * 1024
-CONNECT_TIMEOUT = 15.0
-CLOSE_TIMEOUT = 5.0
-
-TransportName = Literal["trio-websocket", "websockets"]
-TRANSPORT_NAMES: tuple[TransportName, ...] = ("trio-websocket", "websockets")
-DEFAULT_TRANSPORT: TransportName = "trio-websocket"
-
-
-class SocketClosed(Exception):
-    """The peer closed the socket (or it broke); `code` and `reason` are what the peer said."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"closed with {code}: {reason or ''}")
-        self.code = code
-        self.reason = reason or ""
-
-
-class HandshakeFailed(Exception):
-    """The upstream refused the WebSocket upgrade or could not be reached; `final`: no retry can mend it (a TLS
-    failure, a malformed URL or header)."""
-
-    def __init__(self, status: int | None, message: str, final: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.final = final
-
-
-def tls_failed(exc: BaseException) -> bool:
-    """Whether `exc` or what caused it is a TLS error (trio wraps them in BrokenResourceError)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-class MessageSocket(Protocol):
-    async def get_message(self) -> str | bytes: ...
-
-    async def get_messages(self) -> list[str | bytes]:
-        """The next message and every one already received behind it (at least one; waits for the first)."""
-        ...
-
-    async def send_message(self, message: str | bytes) -> None: ...
-
-    async def send_texts(self, messages: Sequence[bytes]) -> None:
-        """Send each UTF-8 `message` as a text message, in order, written out together where the transport can."""
-        ...
-
-    def send_now(self, messages: Sequence[bytes]) -> int:
-        """Start sending `messages` without waiting, when no write is under way: what the kernel takes at once
-        is written.  Returns 0 when all of it was, the number of bytes still held when part was (the next
-        `send_texts`, even an empty one, must follow to send them, and the socket writes nothing else
-        before), or -1 when nothing was done (a write is under way, the stream is not plain TCP, or the
-        socket is closing): then `send_texts` sends them as usual."""
-        ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
-@attrs.frozen
-class HandshakeRequest:
-    """What the server needs to know about an incoming upgrade request."""
-
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    subprotocols: tuple[str, ...]
-    remote: str = ""  # the client's address, host:port, for the logs
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-
-class IncomingConnection(Protocol):
-    """An upgrade request the server accepts (with an optional subprotocol) or rejects with an HTTP error."""
-
-    request: HandshakeRequest
-
-    async def accept(self, subprotocol: str | None = None) -> MessageSocket: ...
-
-    async def reject(self, status: int, body: bytes, content_type: str = "application/json") -> None: ...
-
-
-Handler = Callable[[IncomingConnection], Awaitable[None]]
-
-
-def write_now(stream: trio.abc.Stream, data: bytes) -> bytes:
-    """Write what the kernel takes at once to a plain TCP stream, without a trip through trio's scheduler (its
-    send_all always makes one); returns the rest, for send_all.  TLS and other streams: everything is left.
-
-    The descriptor is read at the moment of writing: a closed trio socket reports -1, so a number reused by a
-    newer connection can never be written to."""
-    if type(stream) is not trio.SocketStream:
-        return data
-    fd = stream.socket.fileno()
-    if fd < 0:
-        return data  # closed: send_all raises the proper error
-    try:
-        sent = os.write(fd, data)
-    except BlockingIOError:
-        return data
-    return data[sent:]
-
-
-def _batchable(ws: tws.WebSocketConnection) -> bool:
-    """Whether this trio-websocket exposes the internals that batching uses (0.12 does; the pin is <0.13)."""
-    return all(hasattr(ws, name) for name in ("_recv_channel", "_wsproto", "_stream_lock", "_stream", "_close_reason",
-                                              "_abort_web_socket"))
+from relay.transport import (
+    CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    MAX_MESSAGE_SIZE,
+    RECEIVE_BUFFER_SIZE,
+    Handler,
+    HandshakeFailed,
+    HandshakeRequest,
+    SocketClosed,
+    tls_failed,
+)
+from relay.transport.streams import write_now
+from relay.transport.tws_internals import TwsInternals, handshake_events, missing, run_reader, serve_stream
 
 
 class TrioWebsocketSocket:
@@ -158,19 +43,14 @@ class TrioWebsocketSocket:
     Batches go through the connection's internals (its message channel, wsproto and stream lock): one
     write for several messages is what makes a burst of events cheap.  Without them, message by message."""
 
-    __slots__ = ("_batch", "_closing", "_held", "_pongs", "_ws")
+    __slots__ = ("_closing", "_held", "_io", "_pongs", "_ws")
 
     def __init__(self, ws: tws.WebSocketConnection) -> None:
         self._ws = ws
         self._closing = False  # close() was called: readers hear a normal close, whatever the peer echoes
-        self._batch = _batchable(ws)
         self._held = b""  # the part of a send_now the kernel did not take; the stream's gate stays held for it
         self._pongs: list[bytes] = []  # pongs due while a write held the stream: its writer sends them after
-        if self._batch:
-            # trio-websocket serialises its writes (ours, its pongs, its close) with this lock.  A Gate has no
-            # owner, so a send_now that wrote part of a frame can keep it held until the writer task sends the rest.
-            ws._stream_lock = Gate()
-            ws._send = self._send_event
+        self._io = None if missing(ws) else TwsInternals(ws, self._send_event)
 
     async def get_message(self) -> str | bytes:
         try:
@@ -182,8 +62,8 @@ class TrioWebsocketSocket:
 
     async def get_messages(self) -> list[str | bytes]:
         messages = [await self.get_message()]
-        if self._batch:
-            receive = self._ws._recv_channel.receive_nowait
+        if self._io is not None:
+            receive = self._io.receive_nowait
             try:
                 while True:
                     messages.append(receive())
@@ -198,34 +78,35 @@ class TrioWebsocketSocket:
             raise SocketClosed(exc.reason.code, exc.reason.reason) from None
 
     async def send_texts(self, messages: Sequence[bytes]) -> None:
-        ws = self._ws
-        if not self._batch:
+        io = self._io
+        if io is None:
             try:
                 for message in messages:
-                    await ws.send_message(message.decode())
+                    await self._ws.send_message(message.decode())
             except tws.ConnectionClosed as exc:
                 raise SocketClosed(exc.reason.code, exc.reason.reason) from None
             return
         # As WebSocketConnection.send_message and _send, with one write for the lot, and no pass through the
         # scheduler when the stream lock is free and the kernel takes the whole write.
-        lock = ws._stream_lock
+        lock = io.lock
         if self._held:
             data, self._held = self._held, b""  # the gate is ours already: send_now left it held
         else:
             data = b""
             await lock.acquire()
         try:
-            if ws._close_reason:
-                raise SocketClosed(ws._close_reason.code, ws._close_reason.reason)
+            if io.close_reason:
+                raise SocketClosed(io.close_reason.code, io.close_reason.reason)
             if messages:
-                data += b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
-            rest = write_now(ws._stream, data)
+                encode = io.encode
+                data += b"".join([encode(TextMessage(data=m.decode())) for m in messages])
+            rest = write_now(io.stream, data)
             if rest:
-                await ws._stream.send_all(rest)
+                await io.stream.send_all(rest)
             await self._send_pongs()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await ws._abort_web_socket()
-            reason = ws._close_reason
+            await io.abort()
+            reason = io.close_reason
             raise SocketClosed(reason.code if reason else 1006, reason.reason if reason else "") from None
         finally:
             lock.release()
@@ -234,20 +115,21 @@ class TrioWebsocketSocket:
         """trio-websocket's own writes (pongs, pings, close), in place of its `_send`: a pong due while a write
         holds the stream is left to that write's task, because the connection's reader sends pongs, and a
         reader that waits for a client that is not reading would stop that client's input too."""
-        ws = self._ws
-        data = ws._wsproto.send(event)
-        lock = ws._stream_lock
+        io = self._io
+        assert io is not None
+        data = io.encode(event)
+        lock = io.lock
         if type(event) is Pong and lock.locked():
             self._pongs.append(data)
             return
         await lock.acquire()
         try:
-            await ws._stream.send_all(data)
+            await io.stream.send_all(data)
             await self._send_pongs()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await ws._abort_web_socket()
-            assert ws._close_reason is not None
-            raise tws.ConnectionClosed(ws._close_reason) from None
+            await io.abort()
+            assert io.close_reason is not None
+            raise tws.ConnectionClosed(io.close_reason) from None
         finally:
             lock.release()
 
@@ -255,18 +137,19 @@ class TrioWebsocketSocket:
         while self._pongs:  # the holder of the stream sends what came due while it wrote
             data = b"".join(self._pongs)
             self._pongs.clear()
-            await self._ws._stream.send_all(data)
+            await self._io.stream.send_all(data)  # type: ignore[union-attr]
 
     def send_now(self, messages: Sequence[bytes]) -> int:
-        ws = self._ws
-        if not self._batch or ws._close_reason or type(ws._stream) is not trio.SocketStream:
+        io = self._io
+        if io is None or io.close_reason or type(io.stream) is not trio.SocketStream:
             return -1
-        lock = ws._stream_lock
+        lock = io.lock
         if not lock.try_acquire():
             return -1
-        data = b"".join([ws._wsproto.send(TextMessage(data=m.decode())) for m in messages])
+        encode = io.encode
+        data = b"".join([encode(TextMessage(data=m.decode())) for m in messages])
         try:
-            rest = write_now(ws._stream, data)
+            rest = write_now(io.stream, data)
         except OSError:
             rest = data  # send_texts meets the error again and closes the connection as usual
         if rest:
@@ -332,7 +215,7 @@ async def serve(
             async def on_stream(stream: trio.SocketStream) -> None:
                 if await answered_as_http(stream, http_app):
                     return
-                await server._handle_connection(stream)  # as serve_websocket does, after our look at the head
+                await serve_stream(server, stream)
 
             await nursery.start(trio.serve_listeners, on_stream, listeners)
             task_status.started(listeners[0].socket.getsockname()[1])
@@ -389,9 +272,10 @@ async def open_connection(
         async with trio.open_nursery() as nursery:
             reader_done = trio.Event()
             nursery.start_soon(_run_reader, ws, reader_done)
+            opened_event, closed_event = handshake_events(ws)
             with trio.move_on_at(deadline):
-                await _first_of(ws._open_handshake, ws._close_handshake, reader_done)
-            if ws._open_handshake.is_set():
+                await _first_of(opened_event, closed_event, reader_done)
+            if opened_event.is_set():
                 opened = True
                 try:
                     yield TrioWebsocketSocket(ws)
@@ -403,7 +287,7 @@ async def open_connection(
                         await ws.aclose()  # closes the stream however it ends
                     nursery.cancel_scope.cancel()
             else:
-                if ws._close_handshake.is_set():
+                if closed_event.is_set():
                     # The reader saw the stream end (EOF or a reset) before the upgrade's answer.
                     failure = HandshakeFailed(None, "upstream unreachable: the connection was closed during the "
                                                     "handshake")
@@ -484,7 +368,7 @@ def _describe(exc: BaseException) -> str:
 
 async def _run_reader(ws: tws.WebSocketConnection, done: trio.Event) -> None:
     try:
-        await ws._reader_task()
+        await run_reader(ws)
     finally:
         done.set()
 
@@ -545,26 +429,3 @@ def _handshake_failed(exc: Exception) -> NoReturn:
     raise HandshakeFailed(None, f"upstream unreachable: {_describe(exc)}") from None
 
 
-OpenConnection = Callable[..., AbstractAsyncContextManager[MessageSocket]]
-Serve = Callable[..., Awaitable[None]]
-
-
-@attrs.frozen
-class Transport:
-    """One WebSocket implementation behind the seam: its server and its client."""
-
-    name: TransportName
-    serve: Serve
-    open_connection: OpenConnection
-
-
-def get_transport(name: str) -> Transport:
-    """The transport called `name` (one of TRANSPORT_NAMES); ValueError otherwise."""
-    if name == "trio-websocket":
-        return Transport("trio-websocket", serve, open_connection)
-    if name == "websockets":
-        # Imported on demand: relay.transport_ws builds on this module's seam types.
-        from relay import transport_ws
-
-        return Transport("websockets", transport_ws.serve, transport_ws.open_connection)
-    raise ValueError(f"unknown transport {name!r}; expected one of {', '.join(TRANSPORT_NAMES)}")

@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidHeaderValue, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
 from relay.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, HandshakeFailed, tls_failed
-from relay.transport_ws.connection import (
+from relay.transport.sansio.connection import (
     PING_INTERVAL,
     PING_TIMEOUT,
     STREAM_ERRORS,

@@ -18,13 +18,14 @@ from websockets.protocol import CLOSED, OPEN, SEND_EOF
 from websockets.protocol import Protocol as WsProtocol
 
 from relay.gate import Gate
-from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed, write_now
+from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed
+from relay.transport.streams import write_now
 
 # Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
 TEXT, BINARY, CONT, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
 # websockets logs every connection opened and closed at INFO; the relay logs sessions itself.
-protocol_log = logging.getLogger("relay.transport_ws.protocol")
+protocol_log = logging.getLogger("relay.transport.sansio.protocol")
 protocol_log.setLevel(logging.WARNING)
 
 PING_INTERVAL = 20.0  # seconds of silence from the peer before we ping it
