@@ -58,18 +58,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "chunk at equal N (default: 20 75 150; none with --sessions)")
 
 
-class _Floors:
-    """The direct floor per N, measured once and reused by every server's search."""
+class Floors:
+    """The direct floor per N, measured once and reused by every server's search; `scenario` names the progress
+    lines of every search that uses them."""
 
-    def __init__(self, ctx: Context, spec: PhaseSpec) -> None:
+    def __init__(self, ctx: Context, spec: PhaseSpec, scenario: str = NAME) -> None:
         self.ctx = ctx
         self.spec = spec
+        self.scenario = scenario
         self.phases: dict[int, dict[str, Any]] = {}
         self.confirmed: set[int] = set()  # floors measured twice
 
     def at(self, n: int, again: bool = False) -> dict[str, Any]:
         if n not in self.phases or again:
-            self.ctx.progress(f"audio: direct: {n} sessions" + (" (again)" if again else ""))
+            self.ctx.progress(f"{self.scenario}: direct: {n} sessions" + (" (again)" if again else ""))
             self.phases[n] = run_phase(self.ctx, self.ctx.lab.direct, None, n, self.spec)
         return self.phases[n]
 
@@ -92,7 +94,7 @@ def _floor_fails(floor: dict[str, Any], limit: float) -> str | None:
 
 
 def _try(
-    ctx: Context, s: Subject, floors: _Floors, n: int, args: argparse.Namespace, spec: PhaseSpec,
+    ctx: Context, s: Subject, floors: Floors, n: int, args: argparse.Namespace, spec: PhaseSpec,
     phases: list[dict[str, Any]],
 ) -> tuple[str | None, str]:
     """Whether the server passes at n: (None, "") or (why not, "server" / "load side"). A failure counts only if
@@ -107,20 +109,20 @@ def _try(
     why: str | None = None
     measured = len(phases)
     for attempt in range(2):
-        ctx.progress(f"audio: {s.label}: {n} sessions" + (" (again)" if attempt else ""))
+        ctx.progress(f"{floors.scenario}: {s.label}: {n} sessions" + (" (again)" if attempt else ""))
         try:
-            p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+            p = run_phase(ctx, s.endpoint, s.server.pids, n, spec)
         except Exception as exc:  # e.g. sessions that never open: this N fails, the search goes on
             ctx.reset_pool()
-            ctx.lab.check_alive(s.server.child)
+            ctx.lab.check_server(s.server)
             why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
-            ctx.progress(f"audio: {s.label}: {n} sessions: fail: {why}")
+            ctx.progress(f"{floors.scenario}: {s.label}: {n} sessions: fail: {why}")
             continue
         phases.append(p)
         why = _judge(p, floor, args.added_p99_ms)
         p["verdict"] = "pass" if why is None else f"fail: {why}"
-        ctx.progress(f"audio: {s.label}: {n} sessions: {p['verdict']}")
-        ctx.lab.check_alive(s.server.child)
+        ctx.progress(f"{floors.scenario}: {s.label}: {n} sessions: {p['verdict']}")
+        ctx.lab.check_server(s.server)
         if why is None:
             return None, ""
     # A failure while the load CPU was saturated and the server's was not is the load side's: on two cores the
@@ -133,7 +135,7 @@ def _try(
     return why, "server"
 
 
-def _search(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
+def search(ctx: Context, s: Subject, floors: Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     lo, hi, hi_reason, hi_by = 0, None, "", ""
     n = args.start
@@ -167,7 +169,7 @@ def _search(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace,
 
 
 def _compare(
-    ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec,
+    ctx: Context, s: Subject, floors: Floors, args: argparse.Namespace, spec: PhaseSpec,
     phases: list[dict[str, Any]], carried: int,
 ) -> None:
     """One phase at each --compare count the server carried (at most its largest passing N) that its search did not
@@ -178,25 +180,25 @@ def _compare(
         if n in tried or n > carried:
             continue
         floor = floors.at(n)
-        ctx.progress(f"audio: {s.label}: {n} sessions (for the equal-N comparison)")
-        p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+        ctx.progress(f"{floors.scenario}: {s.label}: {n} sessions (for the equal-N comparison)")
+        p = run_phase(ctx, s.endpoint, s.server.pids, n, spec)
         why = _judge(p, floor, args.added_p99_ms)
         p["verdict"] = "compare: " + ("pass" if why is None else f"fail: {why}")
         phases.append(p)
-        ctx.lab.check_alive(s.server.child)
+        ctx.lab.check_server(s.server)
 
 
-def _sweep(ctx: Context, s: Subject, floors: _Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
+def sweep(ctx: Context, s: Subject, floors: Floors, args: argparse.Namespace, spec: PhaseSpec) -> dict[str, Any]:
     assert s.server is not None
     phases = []
     for n in args.sessions:
         floor = floors.at(n)
-        ctx.progress(f"audio: {s.label}: {n} sessions")
-        p = run_phase(ctx, s.endpoint, s.server.pid, n, spec)
+        ctx.progress(f"{floors.scenario}: {s.label}: {n} sessions")
+        p = run_phase(ctx, s.endpoint, s.server.pids, n, spec)
         why = _judge(p, floor, args.added_p99_ms)
         p["verdict"] = "pass" if why is None else f"fail: {why}"
         phases.append(p)
-        ctx.lab.check_alive(s.server.child)
+        ctx.lab.check_server(s.server)
     passing = [p for p in phases if p["verdict"] == "pass"]
     best = max(passing, key=lambda p: p["sessions"]) if passing else None
     return {"max_sessions": best["sessions"] if best else 0, "limited_by": "the fixed sweep (--sessions)",
@@ -214,14 +216,14 @@ def run(args: argparse.Namespace, ctx: Context) -> ScenarioResult:
     if args.sessions and any(n < 1 for n in args.sessions):
         raise ValueError("--sessions must be positive")
     spec = PhaseSpec(args.seconds, args.grace, args.per_generator)
-    floors = _Floors(ctx, spec)
+    floors = Floors(ctx, spec)
     if args.sessions:  # the floor first, as the report reads it
         for n in args.sessions:
             floors.at(n)
 
     def measure(s: Subject) -> dict[str, Any]:
         assert s.server is not None
-        found = (_sweep if args.sessions else _search)(ctx, s, floors, args, spec)
+        found = (sweep if args.sessions else search)(ctx, s, floors, args, spec)
         return {**found, "rss_start_kib": s.server.started.rss_kib}
 
     servers = each_path(ctx, NAME, measure, kinds=("relay", "bare", "litellm"), direct=False)

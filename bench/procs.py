@@ -80,13 +80,47 @@ class ProcSample:
     wakeups: int = 0
 
 
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (the state is [0], the parent [1], the start time
+    [19]), or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every process below `pid` (children, theirs, ...) with its start time: with the start time a pid reused by
+    an unrelated process later is not mistaken for one of them."""
+    parents: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and fields[0] != b"Z":
+                parents[int(entry)] = (int(fields[1]), int(fields[19]))
+    found: dict[int, int] = {}
+    below = {pid}
+    while below:
+        below = {p for p, (parent, _) in parents.items() if parent in below and p not in found}
+        found.update((p, parents[p][1]) for p in below)
+    return found
+
+
+def same_process(pid: int, start: int) -> bool:
+    """`pid` still runs, and is the process that started at `start` (not a later one given the same pid)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z" and int(fields[19]) == start
+
+
 def sample(pid: int) -> ProcSample:
     """Read /proc/<pid>/stat (utime, stime) and /proc/<pid>/status (VmRSS, voluntary_ctxt_switches)."""
     now = time.monotonic()
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    # The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
-    fields = stat[stat.rindex(b")") + 2 :].split()
+    fields = _stat(pid)
+    if fields is None:
+        raise ProcessLookupError(f"process {pid} has gone")
     cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
     rss = wakeups = 0
     with open(f"/proc/{pid}/status", "rb") as f:
@@ -195,6 +229,8 @@ class Child:
         )
         self._ready = ready
         self.port = 0
+        #: Processes it started (relay workers), by pid, with their start times: see adopt() and stop().
+        self.tree: dict[int, int] = {}
 
     @classmethod
     def relay_module(
@@ -231,9 +267,21 @@ class Child:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def adopt(self) -> dict[int, int]:
+        """Note the processes it has started so far (pid: start time), so stop() ends them too even once they are
+        no longer its children; returns them."""
+        if self.proc.poll() is None:
+            self.tree.update(descendants(self.pid))
+        return self.tree
+
     def stop(self) -> None:
-        """SIGTERM, then kill. Not SIGINT: the relay takes its full close timeout (5 s) to end a session whose
-        upstream socket is still open, and a benchmark child has nothing worth a graceful shutdown."""
+        """SIGTERM, then kill; then every process it started that is still running is killed too.  Not SIGINT: the
+        relay takes its full close timeout (5 s) to end a session whose upstream socket is still open, and a
+        benchmark child has nothing worth a graceful shutdown.  The tree matters for `serve --workers`: the workers
+        run in sessions of their own, so no signal to the supervisor's group reaches them, and a supervisor that
+        had to be killed leaves them serving (they notice within a second, then drain for up to the drain timeout),
+        holding CPU and the port while the next measurement runs."""
+        self.adopt()  # before the signal: once it exits, its children are no longer found from it
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -241,4 +289,14 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # A supervisor that exited by itself waited for its workers; these are what a kill or a crash left behind.
+        for pid, start in self.tree.items():
+            if same_process(pid, start):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while any(same_process(pid, start) for pid, start in self.tree.items()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self._log.close()

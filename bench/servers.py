@@ -31,6 +31,7 @@ from bench.procs import Child, Pinning, ProcSample, pin, sample
 _EMULATOR_READY = re.compile(r"emulator listening on wss?://[^:\s]+:(\d+)")
 _ECHO_READY = re.compile(r"echo upstream listening on ws://[^:\s]+:(\d+)")
 _RELAY_READY = re.compile(r"relay listening on ws://[^:\s]+:(\d+)/")
+_WORKER_STARTED = re.compile(r"^relay: worker (\d+) started \(pid (\d+)\)", re.MULTILINE)  # serve --workers
 _BARE_READY = re.compile(r"bare forwarder listening on ws://[^:\s]+:(\d+)")
 _LITELLM_READY = re.compile(r"Uvicorn running on http://[^:\s]+:(\d+)")
 _LITELLM_START_TIMEOUT = 90.0  # it imports a great deal; 4-5 s on an idle machine, far more under load
@@ -63,14 +64,17 @@ def fast_emulator_transport() -> str:
 
 @attrs.frozen
 class Target:
-    """A server under test: `relay` or `bare` with a transport, or `litellm`."""
+    """A server under test: `relay` or `bare` with a transport, or `litellm`; a relay with `workers` set runs as
+    `serve --workers N` (a supervisor and N worker processes)."""
 
     kind: str
     transport: str | None = None
+    workers: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.transport}" if self.transport else self.kind
+        label = f"{self.kind} {self.transport}" if self.transport else self.kind
+        return label if self.workers is None else f"{label} --workers {self.workers}"
 
 
 @attrs.frozen
@@ -100,6 +104,21 @@ class Server:
     @property
     def pid(self) -> int:
         return self.child.pid
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The server's processes: the one started, then, under `serve --workers`, each worker's latest process as
+        the supervisor announced it."""
+        return (self.pid, *worker_pids(self.child.log_path.read_text(errors="replace")).values())
+
+    def worker_starts(self) -> int:
+        """How many worker processes the supervisor has started so far: more than its count means one was replaced."""
+        return len(_WORKER_STARTED.findall(self.child.log_path.read_text(errors="replace")))
+
+
+def worker_pids(log: str) -> dict[int, int]:
+    """Worker number: pid of its latest process, from the supervisor's `relay: worker I started (pid P)` lines."""
+    return {int(index): int(pid) for index, pid in _WORKER_STARTED.findall(log)}
 
 
 def _free_port() -> int:
@@ -222,8 +241,10 @@ class Lab:
         child = self._start(target, upstream or self.upstream)
         try:
             child.wait_ready(_LITELLM_START_TIMEOUT if target.kind == "litellm" else 30.0)
-            # Again now that it runs: threads it started since inherited nothing from the first call.
-            self._pin(child.pid, self.pinning.relay)
+            # Again now that it runs, and every process it started (relay workers): threads started since inherited
+            # nothing from the first call.
+            for pid in (child.pid, *child.adopt()):
+                self._pin(pid, self.pinning.relay)
             yield Server(target, child, self._endpoint(target, child.port), sample(child.pid))
         finally:
             child.stop()
@@ -249,6 +270,8 @@ class Lab:
             # Named whenever asked for: `--transports websockets` alone must not run the default transport.
             if target.transport is not None and (len(self.relay_transports) > 1 or target.transport != TRANSPORTS[0]):
                 args += ["--transport", str(target.transport)]
+            if target.workers is not None:
+                args += ["--workers", str(target.workers)]
             child = Child.relay_module(name, args, _RELAY_READY, env, self.logdir)
         elif target.kind == "bare":
             args = ["bench.bare", "--transport", str(target.transport), "--upstream", upstream.url,
@@ -279,6 +302,14 @@ class Lab:
         for child in (self.upstream_child, *children):
             if child is not None and not child.alive():
                 raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.log_tail()}")
+
+    def check_server(self, server: Server) -> None:
+        """check_alive, and for `serve --workers N` that no worker was replaced: a phase that lost one measured
+        fewer workers than its label says (its supervisor restarts it quietly)."""
+        self.check_alive(server.child)
+        workers = server.target.workers
+        if workers is not None and workers > 1 and server.worker_starts() > workers:
+            raise RuntimeError(f"{server.child.name}: a worker was replaced:\n{server.child.log_tail()}")
 
     def close(self) -> None:
         if self.upstream_child is not None:

@@ -14,6 +14,7 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ from bench import text as text_scenario
 from bench.audio_client import CHUNK_MS, ChunkMaker, chunk_id, tone
 from bench.cli import _defaults, _parser, out_path
 from bench.echo_upstream import unmask
-from bench.procs import Child
+from bench.procs import Child, same_process
 from bench.report import ScenarioResult
 from bench.servers import _ECHO_READY, _EMULATOR_READY, _RELAY_READY, relay_config
 from bench.targets import evaluate
@@ -471,6 +472,27 @@ def test_audio_scenario_smoke(tmp_path: Path) -> None:
         assert len(_rows(markdown, label)) == 3  # the summary, the equal-N table and the phase
     assert len(_rows(markdown, "direct")) == 1
     assert len(_rows(markdown, "direct (load side only)")) == 1
+
+
+def test_stopping_a_child_ends_the_processes_it_started_in_sessions_of_their_own(tmp_path: Path) -> None:
+    """As `serve --workers` does: the parent dies of SIGTERM and leaves its own child running, which stop() kills."""
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True); "
+              "print('listening on ws://127.0.0.1:1', flush=True); time.sleep(600)")
+    child = Child("parent", [sys.executable, "-c", script], re.compile(r"listening on ws://[^:\s]+:(\d+)"),
+                  dict(os.environ), tmp_path)
+    try:
+        child.wait_ready()
+        for _ in range(100):
+            if child.adopt():
+                break
+            time.sleep(0.05)
+        tree = dict(child.tree)
+        assert len(tree) == 1
+    finally:
+        child.stop()
+    assert not child.alive()
+    assert not any(same_process(pid, start) for pid, start in tree.items())
 
 
 def test_text_scenario_smoke_runs_each_transport_side_by_side(tmp_path: Path) -> None:
