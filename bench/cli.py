@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from bench import audio, audio_reply, connect, idle, loops, targets, text, tls
+from bench import audio, audio_reply, connect, idle, loops, scale, targets, text, tls
 from bench.common import Context
 from bench.loadgen import GeneratorPool
 from bench.machine import facts, wakeup_lateness
@@ -28,7 +28,7 @@ from bench.procs import busy_percent, cpu_times, pin, plan_pinning, raise_nofile
 from bench.report import ScenarioResult, write
 from bench.servers import TRANSPORTS, Lab, relay_transports
 
-SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio, tls)}
+SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (text, audio_reply, idle, connect, audio, scale, tls)}
 # A run writes into a fresh ignored folder, so that benchmarking does not dirty the checkout; the committed report
 # (quoted by the README) is replaced only on purpose, with --update-results.
 RUNS_DIR = Path("bench/runs")

@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.common import fmt_ratio
 from bench.report import ScenarioResult, Table, fmt
+from bench.scale import TARGET_RATIO
 
 # The transport whose sessions-per-core target is the higher one.
 FAST_TRANSPORT = "websockets"
@@ -29,7 +30,8 @@ def evaluate(results: Sequence[ScenarioResult], *, peer_requested: bool, peer_er
     by = {r.name: r for r in results}
     text, reply = _paths(by, "text"), _paths(by, "audio-reply")
     idle, connect, audio = _paths(by, "idle"), _paths(by, "connect"), _paths(by, "audio")
-    relays = [label for label, p in {**text, **audio, **idle}.items() if p.get("kind") == "relay"]
+    scale: dict[str, dict[str, Any]] = by["scale"].data.get("ratios", {}) if "scale" in by else {}
+    relays = [label for label, p in {**text, **audio, **idle}.items() if p.get("kind") == "relay"] + list(scale)
     relays = list(dict.fromkeys(relays))
     no_peer = "not measured: " + (peer_error or "LiteLLM failed") if peer_requested else "not measured (--peer litellm)"
     litellm_text, litellm_audio = text.get("litellm"), audio.get("litellm")
@@ -99,6 +101,14 @@ def evaluate(results: Sequence[ScenarioResult], *, peer_requested: bool, peer_er
         r = p.get("vs_litellm")
         return f"{fmt_ratio(r)}: {p['max_sessions']} vs {litellm_audio['max_sessions']}", r is not None and r >= 3.0
 
+    def scale_out(label: str) -> Check:
+        r = scale.get(label)
+        if r is None or r.get("ratio") is None or r.get("workers") != 2:
+            return "no figures", None
+        one, two = r["sessions"]
+        return (f"{fmt_ratio(r['ratio'])}: {two} vs {one} sessions; per relay core "
+                f"{fmt_ratio(r.get('per_relay_core_ratio'))}"), r["ratio"] >= TARGET_RATIO
+
     def connect_latency(label: str) -> Check:
         p = connect.get(label)
         if not _ok(p):
@@ -135,6 +145,7 @@ def evaluate(results: Sequence[ScenarioResult], *, peer_requested: bool, peer_er
         ("20 ms full-duplex audio sessions per core ≥ 120 (websockets) / ≥ 80 (trio-websocket)", sessions),
         ("audio sessions per core ≥ 80 % of the bare transport", vs_bare),
         ("audio sessions per core ≥ 3x LiteLLM", vs_litellm),
+        ("2 workers on 2 cores carry ≥ 1.8x one worker's sessions", scale_out),
         ("connect → session.created < 1 ms", connect_latency),
         ("RSS < 60 MiB after start", rss_start),
         ("RSS < 64 KiB per idle connected session", rss_idle),

@@ -407,6 +407,15 @@ def test_targets_table_judges_each_transport_and_says_what_was_not_measured() ->
     assert sessions[2].startswith("130 sessions") and sessions[3] == "met"
 
 
+def test_targets_table_judges_the_scale_out_ratio_per_transport() -> None:
+    ratios = {"relay websockets": {"workers": 2, "sessions": [100, 170], "ratio": 1.7, "per_relay_core_ratio": 0.98},
+              "relay trio-websocket": {"workers": 2, "sessions": [50, 95], "ratio": 1.9, "per_relay_core_ratio": 1.0}}
+    result = evaluate([_scenario("scale", "ratios", ratios)], peer_requested=False, peer_error=None)
+    rows = {row[1]: row for row in result.tables[0].rows if row[0].startswith("2 workers on 2 cores")}
+    assert rows["relay websockets"][3] == "**not met**" and rows["relay websockets"][2].startswith("1.70x: 170 vs 100")
+    assert rows["relay trio-websocket"][3] == "met"
+
+
 # -- end-to-end smoke runs ------------------------------------------------------------------------
 
 
@@ -472,6 +481,38 @@ def test_audio_scenario_smoke(tmp_path: Path) -> None:
         assert len(_rows(markdown, label)) == 3  # the summary, the equal-N table and the phase
     assert len(_rows(markdown, "direct")) == 1
     assert len(_rows(markdown, "direct (load side only)")) == 1
+
+
+def test_scale_scenario_smoke_measures_one_and_two_workers_and_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """4 sessions for 2 s through `serve --workers 1` and `--workers 2`: both in the table, every process's CPU
+    counted, and no worker left running once the run is over."""
+    markdown, document = _bench(tmp_path, "scale", "--sessions", "4", "--seconds", "2", "--transports", "websockets",
+                                timeout=180)
+    assert "## Scale-out: sessions per machine by worker count" in markdown and "### Scale-out" in markdown
+    assert "all on CPUs" in markdown or "not pinned" in markdown
+    scenario = document["scenarios"]["scale"]
+    configs = scenario["configs"]
+    assert list(configs) == ["relay websockets --workers 1", "relay websockets --workers 2"]
+    for label, config in configs.items():
+        (run,) = config["runs"]
+        assert run["max_sessions"] == 4, run
+        (p,) = run["phases"]
+        assert p["sent"] == p["echoed"] == 400 and p["dropped"] == 0 and p["error_count"] == 0, p
+        assert isinstance(p["server_cpu_percent"], float) and config["cpu"]["relay"] == p["server_cpu_percent"]
+        assert set(p["machine_cpu_percent"]) == {"tasks", "interrupts", "steal"}
+        assert len(run["pids"]) == (1 if config["workers"] == 1 else 3), run["pids"]  # the supervisor and 2 workers
+        if config["workers"] == 2:
+            assert len(p["server_process_cpu_percent"]) == 3
+        assert len(_rows(markdown, label)) == 1  # the phase
+        for pid in run["pids"]:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+            except OSError:
+                cmdline = ""  # gone
+            assert "relay" not in cmdline, (pid, cmdline)  # an exited zombie's is empty; a reused pid's is another
+    assert len(_rows(markdown, "relay websockets")) == 3  # the ratio and both configurations
+    ratio = scenario["ratios"]["relay websockets"]
+    assert ratio["sessions"] == [4, 4] and ratio["ratio"] == 1.0 and ratio["workers"] == 2
 
 
 def test_stopping_a_child_ends_the_processes_it_started_in_sessions_of_their_own(tmp_path: Path) -> None:
