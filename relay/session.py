@@ -62,6 +62,7 @@ class _Link:
         self.outbox = Outbox(UPSTREAM_SEND_BUFFER)
         self.scope = trio.CancelScope()  # the whole connection, attempts and retries included
         self.done = trio.Event()  # its socket has ended: the next connection may resume the session
+        self.watchdog_sleep: trio.CancelScope | None = None  # its watchdog's wait while Gemini owes nothing
 
 
 class _Failed(Exception):
@@ -121,8 +122,9 @@ class Session:
         self._overflowed = False  # the client fell too far behind: it is being closed with 1008
         self._stats = stats if stats is not None else Stats()
         self._response_timeout = response_timeout
-        # The upstream reader's wait, given a deadline while Gemini owes output (see _watch_reply).
-        self._reply_wait: trio.CancelScope | None = None
+        # When Gemini, owing output, has been silent too long (inf: it owes nothing); see _watch_reply.  A plain
+        # float moved on by every message: a cancel scope per read cost more than the rest of the read.
+        self._reply_due = math.inf
         self._open_upstream = open_upstream  # the configured transport's client side
         self._t = translator
         self._upstream = upstream
@@ -300,15 +302,34 @@ class Session:
             link.scope.deadline = min(link.scope.deadline, trio.current_time() + RETIRE_TIMEOUT)
 
     def _watch_reply(self) -> None:
-        """Arm the upstream reader's deadline when Gemini starts owing output, disarm it when it no longer does.
-        A reply that never comes becomes an `error` event instead of a response left open for good."""
-        wait = self._reply_wait
-        if wait is None:
-            return
+        """Arm the reply deadline when Gemini starts owing output, disarm it when it no longer does.  A reply that
+        never comes becomes an `error` event (the link's watchdog) instead of a response left open for good."""
         if not self._t.awaiting_model:
-            wait.deadline = math.inf
-        elif wait.deadline == math.inf:
-            wait.deadline = trio.current_time() + self._response_timeout
+            self._reply_due = math.inf
+        elif self._reply_due == math.inf:
+            self._reply_due = trio.current_time() + self._response_timeout
+            if self._link is not None and self._link.watchdog_sleep is not None:
+                self._link.watchdog_sleep.cancel()
+
+    async def _watchdog(self, link: _Link) -> None:
+        """Drop `link` when Gemini owes output and has sent nothing for `response_timeout` seconds."""
+        if self._reply_due != math.inf:  # owed since before this connection was up: its silence starts now
+            self._reply_due = trio.current_time() + self._response_timeout
+        while not link.closing and link is self._link:
+            due = self._reply_due
+            if due == math.inf:
+                with trio.CancelScope() as link.watchdog_sleep:
+                    await trio.sleep_forever()
+                link.watchdog_sleep = None
+            elif trio.current_time() < due:
+                await trio.sleep_until(due)
+            else:
+                log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
+                self._stats.upstream_failures[self.model, "silent"] += 1
+                self._reply_due = math.inf
+                self._retire(link, "no reply in time")
+                self._route(self._t.upstream_stalled(self._response_timeout))
+                return
 
     def _watch_idle(self) -> None:
         """Run the translator's idle timer (`idle_timeout_ms`): restart it when it is armed anew, stop it when
@@ -445,6 +466,7 @@ class Session:
                     if link is self._link and not link.closing:
                         async with trio.open_nursery() as tasks:
                             tasks.start_soon(self._upstream_writer, link, sock)
+                            tasks.start_soon(self._watchdog, link)
                             self._feed(self._t.upstream_frame, [first])
                             await self._upstream_reader(link, sock)
                             tasks.cancel_scope.cancel()
@@ -493,23 +515,11 @@ class Session:
     async def _upstream_reader(self, link: _Link, sock: MessageSocket) -> None:
         try:
             while True:
+                frames = await sock.get_messages()
                 if link.closing or link is not self._link:
-                    await sock.get_messages()
                     continue  # the session moved on: late frames are dropped until the writer's close ends this
-                with trio.CancelScope() as wait:
-                    self._reply_wait = wait
-                    self._watch_reply()
-                    frames = await sock.get_messages()
-                if self._reply_wait is wait:
-                    self._reply_wait = None
-                if link.closing or link is not self._link:
-                    continue
-                if wait.cancelled_caught:
-                    log.warning("%s upstream silent for %g s during a response", self._label, self._response_timeout)
-                    self._stats.upstream_failures[self.model, "silent"] += 1
-                    self._retire(link, "no reply in time")
-                    self._route(self._t.upstream_stalled(self._response_timeout))
-                    continue
+                if self._reply_due != math.inf:
+                    self._reply_due = trio.current_time() + self._response_timeout  # silence counts from here
                 self._feed(self._t.upstream_frame, frames)
         except SocketClosed as exc:
             if not link.closing:

@@ -45,3 +45,21 @@ def test_a_quiet_session_without_a_response_is_left_alone(quick_stack):
         assert events[-1]["response"]["status"] == "completed"
         assert not [e for e in events if e["type"] == "error"]
         assert _setups(quick_stack) == before  # same upstream connection
+
+
+# Replies in 3-word chunks 0.3 s apart: each gap is under the 0.5 s timeout, the whole reply well over it.
+steady_stack = stack_fixture("steady_stack", emulator_options={"chunk_delay": 0.3},
+                             general_settings={"response_timeout": 0.5})
+
+
+def test_silence_counts_from_the_last_message_not_from_the_start_of_the_reply(steady_stack):
+    with sdk_ga(steady_stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        c.recv()
+        text = "one two three four five six seven eight nine ten"
+        started = time.monotonic()
+        events = text_turn(c, text)
+        assert time.monotonic() - started > 0.5  # the reply outlasted the timeout (a precondition, not a timing)
+        assert not [e for e in events if e["type"] == "error"], events
+        assert events[-1]["response"]["status"] == "completed" and reply_text(events) == f"Echo: {text}"
