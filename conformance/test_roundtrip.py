@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from conformance import strategies as cs
 from relay import codec
-from relay.codec_gemini import UpstreamProtocolError, parse_server_message, server_message_to_dict
+from relay.codec_gemini import (
+    UpstreamProtocolError,
+    _audio_chunk,
+    _conv,
+    parse_server_message,
+    server_message_to_dict,
+)
 from relay.errors import ClientError
 from relay.events import gemini as gm
 from relay.events import openai as oa
@@ -151,6 +157,28 @@ def test_gemini_server_message_round_trips(message: gm.ServerMessage) -> None:
     wire = server_message_to_dict(message)
     assert parse_server_message(orjson.dumps(wire)) == message
     assert parse_server_message(orjson.dumps(wire).decode()) == message
+
+
+_scalars = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans())
+_blobs = st.dictionaries(st.sampled_from(["mimeType", "data", "displayName"]), _scalars, max_size=3)
+_audio_shaped = st.builds(
+    lambda blob, extra_part, extra_turn, extra_content, extra_top: {
+        "serverContent": {"modelTurn": {"parts": [{"inlineData": blob, **extra_part}], **extra_turn}, **extra_content},
+        **extra_top},
+    _blobs,
+    *(st.dictionaries(st.sampled_from(keys), st.booleans(), max_size=1)
+      for keys in (["text", "thought"], ["role"], ["turnComplete", "interrupted"], ["usageMetadata", "goAway"])),
+)
+
+
+@given(_audio_shaped)
+@example({"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000",
+                                                                    "data": "AAAA"}}]}}})
+def test_the_audio_fast_path_agrees_with_the_generic_structuring(data: dict[str, Any]) -> None:
+    fast = _audio_chunk(data)
+    if fast is None:
+        return
+    assert fast == _conv.structure(data, gm.ServerMessage)
 
 
 def _keys(value: Any) -> list[str]:
