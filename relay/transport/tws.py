@@ -53,6 +53,17 @@ class TrioWebsocketSocket:
         self._io = None if missing(ws) else TwsInternals(ws, self._send_event)
 
     async def get_message(self) -> str | bytes:
+        # A message already queued is taken without a pass through the scheduler (the channel's receive makes
+        # one); the reader task still yields on every read, so no task can monopolise the loop through this.
+        io = self._io
+        if io is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return io.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                pass  # the channel's receive raises what trio-websocket maps to ConnectionClosed
         try:
             return await self._ws.get_message()
         except tws.ConnectionClosed as exc:
@@ -124,9 +135,11 @@ class TrioWebsocketSocket:
             return
         await lock.acquire()
         try:
-            await io.stream.send_all(data)
+            rest = write_now(io.stream, data)
+            if rest:
+                await io.stream.send_all(rest)
             await self._send_pongs()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await io.abort()
             assert io.close_reason is not None
             raise tws.ConnectionClosed(io.close_reason) from None
@@ -204,38 +217,30 @@ async def serve(
     async def on_request(request: tws.WebSocketRequest) -> None:
         await handler(TrioWebsocketIncoming(request))
 
-    if http_app is not None and ssl_context is None:
+    # The listeners are served here rather than by serve_websocket, so that every connection runs the transport's
+    # reader (tws_internals.serve_stream) and, with `http_app`, plain HTTP requests are answered first.
+    listeners: list[trio.SocketListener] | list[trio.SSLListener[trio.SocketStream]]
+    if ssl_context is not None:
+        listeners = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host, https_compatible=True)
+    elif http_app is not None:
         listeners = await open_listeners(host, port, reuse_port=reuse_port)
-        async with trio.open_nursery() as nursery:
-            server = tws.WebSocketServer(
-                on_request, listeners, handler_nursery=nursery, message_queue_size=64,
-                max_message_size=MAX_MESSAGE_SIZE, receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=CLOSE_TIMEOUT)
-
-            async def on_stream(stream: trio.SocketStream) -> None:
-                if await answered_as_http(stream, http_app):
-                    return
-                await serve_stream(server, stream)
-
-            await nursery.start(trio.serve_listeners, on_stream, listeners)
-            task_status.started(listeners[0].socket.getsockname()[1])
-        return
+    else:
+        listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            partial(
-                tws.serve_websocket,
-                on_request,
-                host,
-                port,
-                ssl_context,
-                message_queue_size=64,
-                max_message_size=MAX_MESSAGE_SIZE,
-                receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                connect_timeout=CONNECT_TIMEOUT,
-                disconnect_timeout=CLOSE_TIMEOUT,
-            )
-        )
-        task_status.started(server.port)
+        server = tws.WebSocketServer(
+            on_request, listeners, handler_nursery=nursery, message_queue_size=64,
+            max_message_size=MAX_MESSAGE_SIZE, receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=CLOSE_TIMEOUT)
+
+        async def on_stream(stream: trio.abc.Stream) -> None:
+            if http_app is not None and ssl_context is None and await answered_as_http(stream, http_app):
+                return
+            await serve_stream(server, stream)
+
+        await nursery.start(partial(trio.serve_listeners, on_stream, listeners, handler_nursery=nursery))
+        endpoint = server.listeners[0]
+        assert isinstance(endpoint, tws.Endpoint)
+        task_status.started(endpoint.port)
 
 
 @asynccontextmanager

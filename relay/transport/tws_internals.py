@@ -4,26 +4,47 @@ trio-websocket's public API sends one message per call, each through the connect
 scheduler pass even when the lock is free, and each in a write of its own; it has no public way to take the
 messages already received without waiting, to send several in one write, or to run a client connection over
 a stream opened by the caller (which is how a refused TLS handshake, or a peer that closes during the upgrade,
-is noticed at once rather than at the connect timeout).  The transport (relay.transport.tws) does those
-through the internals named here and nowhere else.  `missing` lists what an upgrade moved:
-tests/test_tws_internals.py fails with that list, and a socket whose connection lacks them falls back to
-message-by-message sends.
+is noticed at once rather than at the connect timeout).  Its reader task, which every connection runs, makes
+two scheduler passes per read and one more per message it queues.  The transport (relay.transport.tws) does
+those through the internals named here and nowhere else, and runs `reader_task` in place of that reader.
+`missing` lists what an upgrade moved: tests/test_tws_internals.py fails with that list, and a socket whose
+connection lacks them falls back to message-by-message sends.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 import trio_websocket as tws
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
 
 from relay.gate import Gate
 
 # What TwsInternals and the functions below read or replace on a WebSocketConnection, and on a WebSocketServer.
 CONNECTION = ("_recv_channel", "_wsproto", "_stream_lock", "_stream", "_close_reason", "_abort_web_socket", "_send",
-              "_open_handshake", "_close_handshake", "_reader_task")
-SERVER = ("_handle_connection",)
+              "_open_handshake", "_close_handshake", "_reader_task", "_send_channel", "_reader_running",
+              "_initial_request", "_receive_buffer_size", "_max_message_size", "_message_parts", "_close_stream",
+              "_get_request", "_handle_accept_connection_event", "_handle_close_connection_event",
+              "_handle_message_event", "_handle_ping_event", "_handle_pong_event", "_handle_reject_connection_event",
+              "_handle_reject_data_event", "_handle_request_event")
+SERVER = ("_handle_connection", "_handler", "_message_queue_size", "_max_message_size", "_receive_buffer_size",
+          "_connect_timeout", "_disconnect_timeout")
 
 
 def missing(obj: tws.WebSocketConnection | tws.WebSocketServer) -> list[str]:
@@ -55,9 +76,107 @@ class TwsInternals:
         return self.ws._close_reason
 
 
+async def reader_task(ws: tws.WebSocketConnection) -> None:
+    """trio-websocket's `_reader_task`, event for event, with what it costs per message taken out.
+
+    Its reads (trio's receive_some) pass through the scheduler after every read that returns data, on top of
+    the wait for data; a message goes into the channel with a send that passes through the scheduler again.
+    Here a plain TCP socket is read directly once it is readable, and a whole message goes in with
+    send_nowait: one wake-up per read whatever it holds.  A full channel still waits (the queue stays
+    bounded), and every other event, and a message in parts or too large, goes to trio-websocket's own
+    handlers."""
+    handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+        AcceptConnection: ws._handle_accept_connection_event,
+        BytesMessage: ws._handle_message_event,
+        CloseConnection: ws._handle_close_connection_event,
+        Ping: ws._handle_ping_event,
+        Pong: ws._handle_pong_event,
+        RejectConnection: ws._handle_reject_connection_event,
+        RejectData: ws._handle_reject_data_event,
+        Request: ws._handle_request_event,
+        TextMessage: ws._handle_message_event,
+    }
+    if ws._initial_request:  # clients send the upgrade request
+        try:
+            await ws._send(ws._initial_request)
+        except tws.ConnectionClosed:
+            ws._reader_running = False
+    proto = ws._wsproto
+    stream = ws._stream
+    sock = stream.socket if type(stream) is trio.SocketStream else None
+    size = ws._receive_buffer_size or 65536
+    limit = ws._max_message_size
+    channel = ws._send_channel
+    put = channel.send_nowait
+    ready = False  # the socket may hold more than the last read took
+    async with channel:
+        while ws._reader_running:
+            for event in proto.events():
+                kind = type(event)
+                try:
+                    if (kind is TextMessage or kind is BytesMessage) and event.message_finished \
+                            and not ws._message_parts and len(event.data) <= limit:
+                        message = event.data if kind is TextMessage else bytes(event.data)
+                        try:
+                            put(message)
+                        except trio.WouldBlock:
+                            await channel.send(message)
+                        except (trio.ClosedResourceError, trio.BrokenResourceError):
+                            pass  # aclose() closed the receiving side: as trio-websocket, the reader goes on
+                    elif kind in handlers:
+                        await handlers[kind](event)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass  # from channel.send, as above
+                except tws.ConnectionClosed:
+                    ws._reader_running = False
+                    break
+            try:
+                if sock is None:
+                    data = await stream.receive_some(size)
+                else:
+                    data = None
+                    if ready:
+                        # Data may have come while the last read was handled: read without a wait, and let other
+                        # tasks run first, as receive_some would, so that a peer that floods cannot hog the loop.
+                        await trio.lowlevel.checkpoint()
+                        data = _recv(sock, size)
+                    while data is None:
+                        if sock.fileno() < 0:
+                            raise trio.ClosedResourceError("the socket was closed")
+                        await trio.lowlevel.wait_readable(sock)
+                        data = _recv(sock, size)
+                    ready = len(data) == size
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await ws._abort_web_socket()
+                break
+            if not data:
+                if proto.state != ConnectionState.CLOSED:
+                    await ws._abort_web_socket()
+                break
+            if proto.state != ConnectionState.CLOSED:
+                try:
+                    proto.receive_data(data)
+                except RemoteProtocolError as err:
+                    if err.event_hint:
+                        await ws._send(err.event_hint)
+                    await ws._close_stream()
+
+
+def _recv(sock: trio.socket.SocketType, size: int) -> bytes | None:
+    """What the socket holds, up to `size` bytes; None if nothing yet.  The descriptor is read at the moment of
+    reading, as in write_now: a socket closed under us raises ClosedResourceError, as trio's own read would."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("the socket was closed")
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return None
+
+
 async def run_reader(ws: tws.WebSocketConnection) -> None:
-    """A client connection's reader task (what open_websocket's nursery runs): it performs the upgrade."""
-    await ws._reader_task()
+    """A client connection's reader (what open_websocket's nursery runs): it performs the upgrade."""
+    await reader_task(ws)
 
 
 def handshake_events(ws: tws.WebSocketConnection) -> tuple[trio.Event, trio.Event]:
@@ -65,6 +184,22 @@ def handshake_events(ws: tws.WebSocketConnection) -> tuple[trio.Event, trio.Even
     return ws._open_handshake, ws._close_handshake
 
 
-async def serve_stream(server: tws.WebSocketServer, stream: trio.SocketStream) -> None:
-    """What serve_websocket does with each accepted stream, for one whose head the relay looked at first."""
-    await server._handle_connection(stream)
+async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream) -> None:
+    """WebSocketServer._handle_connection (what serve_websocket does with each accepted stream), with
+    `reader_task` as the connection's reader."""
+    async with trio.open_nursery() as nursery:
+        connection = tws.WebSocketConnection(
+            stream, WSConnection(ConnectionType.SERVER), message_queue_size=server._message_queue_size,
+            max_message_size=server._max_message_size, receive_buffer_size=server._receive_buffer_size)
+        nursery.start_soon(reader_task, connection)
+        with trio.move_on_after(server._connect_timeout) as connect_scope:
+            request = await connection._get_request()
+        if connect_scope.cancelled_caught:
+            nursery.cancel_scope.cancel()
+            await stream.aclose()
+            return
+        try:
+            await server._handler(request)
+        finally:
+            with trio.move_on_after(server._disconnect_timeout):
+                await connection.aclose()  # shuts the reader down even if cancelled
