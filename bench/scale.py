@@ -170,6 +170,7 @@ def split(p: dict[str, Any]) -> dict[str, float | None]:
 def _derive(config: dict[str, Any]) -> None:
     run_ = _best_run(config["runs"])
     config["best"] = run_
+    config["undisturbed"] = dict(zip(("passed", "failed"), undisturbed(config["runs"]), strict=True))
     config["max_sessions"] = run_["max_sessions"] if run_ else None
     p = run_["at_max"] if run_ else None
     config["cpu"] = split(p) if p else None
@@ -193,8 +194,18 @@ def _ratios(configs: dict[str, dict[str, Any]], workers: list[int]) -> dict[str,
             "ratio": ratio(many.get("max_sessions"), one.get("max_sessions")),
             "per_relay_core_ratio": ratio(many.get("sessions_per_relay_core"), one.get("sessions_per_relay_core")),
             "relay_cpu_percent": [(c.get("cpu") or {}).get("relay") for c in (one, many)],
+            "undisturbed_passed": [(c.get("undisturbed") or {}).get("passed") for c in (one, many)],
         }
     return out
+
+
+def undisturbed(runs: list[dict[str, Any]]) -> tuple[int | None, int | None]:
+    """The largest N that passed and the smallest that failed in phases no other process disturbed (over every run):
+    on a shared machine the bracket the search's own verdicts cannot give, as they mix disturbed phases in."""
+    clean = [p for r in runs if "failed" not in r for p in r["phases"] if not _foreign(p)]
+    passed = [p["sessions"] for p in clean if p.get("verdict", "").endswith("pass")]
+    failed = [p["sessions"] for p in clean if "fail" in p.get("verdict", "")]
+    return max(passed, default=None), min(failed, default=None)
 
 
 def _first_failure_phase(run_: dict[str, Any]) -> dict[str, Any] | None:
@@ -232,22 +243,24 @@ def _result(args: argparse.Namespace, configs: dict[str, dict[str, Any]], ratios
             floors: dict[int, dict[str, Any]], cpus: int | None, pinned: bool) -> ScenarioResult:
     summary = Table(
         f"Sessions per machine by worker count (p99 added < {args.added_p99_ms:g} ms, nothing dropped)",
-        ["relay", "workers", "**sessions**", "runs", "limited by", "first failure", "machine busy % at failure",
-         "p99 ms", "added p99 ms", "relay CPU %", "upstream CPU %", "generators CPU %", "other CPU %",
-         "softirq CPU %", "machine busy %", "relay µs/chunk", "sessions per relay core", "relay RSS MiB"],
+        ["relay", "workers", "**sessions**", "runs", "undisturbed: passed / failed at", "limited by", "first failure",
+         "machine busy % at failure", "p99 ms", "added p99 ms", "relay CPU %", "upstream CPU %", "generators CPU %",
+         "other CPU %", "softirq CPU %", "machine busy %", "relay µs/chunk", "sessions per relay core",
+         "relay RSS MiB"],
     )
     for c in configs.values():
         run_ = c["best"]
         if run_ is None:
             failed = next((r["failed"] for r in c["runs"] if "failed" in r), "no run")
             summary.rows.append([f"relay {c['transport']}", str(c["workers"]),
-                                 "failed: " + failed.splitlines()[0][:150], *["—"] * 15])
+                                 "failed: " + failed.splitlines()[0][:150], *["—"] * 16])
             continue
         p, cpu, fail = run_["at_max"], c["cpu"] or {}, run_["first_failure"]
         floor = floors.get(run_["max_sessions"]) if p else None
         summary.rows.append([
             f"relay {c['transport']}", str(c["workers"]), f"**{run_['max_sessions']}**",
-            ", ".join(str(r.get("max_sessions", "failed")) for r in c["runs"]), run_["limited_by"],
+            ", ".join(str(r.get("max_sessions", "failed")) for r in c["runs"]),
+            " / ".join("—" if v is None else str(v) for v in c["undisturbed"].values()), run_["limited_by"],
             f"{fail['sessions']}: {fail['reason']}{_foreign(_first_failure_phase(run_))}" if fail else "—",
             _busy(_first_failure_phase(run_), cpus),
             fmt(p["latency_ms"]["p99"]) if p else "n/a",
@@ -259,13 +272,14 @@ def _result(args: argparse.Namespace, configs: dict[str, dict[str, Any]], ratios
         ])
     scale = Table("Scale-out", ["relay", "sessions, 1 worker", "sessions, most workers", "**ratio**",
                                 f"target ≥ {TARGET_RATIO:g}x", "sessions per relay core ratio",
-                                "relay CPU %, 1 worker / most workers"])
+                                "relay CPU %, 1 worker / most workers", "undisturbed passes, 1 worker / most workers"])
     for label, r in ratios.items():
         met = "n/a" if r["ratio"] is None else ("met" if r["ratio"] >= TARGET_RATIO else "**not met**")
         scale.rows.append([
             label, str(r["sessions"][0]), f"{r['sessions'][1]} ({r['workers']} workers)",
             f"**{fmt_ratio(r['ratio'])}**", met, fmt_ratio(r["per_relay_core_ratio"]),
             " / ".join(fmt(c, 0) for c in r["relay_cpu_percent"]),
+            " / ".join("—" if v is None else str(v) for v in r["undisturbed_passed"]),
         ])
     phases = Table(
         "Every phase",
@@ -309,9 +323,10 @@ def _result(args: argparse.Namespace, configs: dict[str, dict[str, Any]], ratios
         "their loads differ by a few sessions, and the busier worker fails first.",
         "The search and its rules are the audio scenario's (see there), against a direct floor measured with the "
         "same pinning. `runs` lists each search's result; the row is the best run's (another program on the machine "
-        "only lowers a result). The relay's CPUs and the load side's are the same here, so only a failing floor "
-        "marks a failure as the load side's: the load side's cost is part of the figure, and the CPU split says "
-        "how big.",
+        "only lowers a result). Undisturbed: the largest N passed and the smallest N failed in phases where "
+        f"other processes took at most {_FOREIGN:g} % of a CPU, over every run. The relay's CPUs and the load "
+        "side's are the same here, so only a failing floor marks a failure as the load side's: the load side's cost "
+        "is part of the figure, and the CPU split says how big.",
     ]
     return ScenarioResult(
         name=NAME,
