@@ -18,7 +18,7 @@ import trio
 import trio_websocket as tws
 import wsproto.events
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import Pong, TextMessage
+from wsproto.events import Pong
 
 from relay.http import HttpApp, answered_as_http
 from relay.listen import open_listeners
@@ -34,7 +34,14 @@ from relay.transport import (
     tls_failed,
 )
 from relay.transport.streams import write_now
-from relay.transport.tws_internals import TwsInternals, handshake_events, missing, run_reader, serve_stream
+from relay.transport.tws_internals import (
+    BINARY,
+    TwsInternals,
+    handshake_events,
+    missing,
+    run_reader,
+    serve_stream,
+)
 
 
 class TrioWebsocketSocket:
@@ -83,8 +90,16 @@ class TrioWebsocketSocket:
         return messages
 
     async def send_message(self, message: str | bytes) -> None:
+        io = self._io
         try:
-            await self._ws.send_message(message)
+            if io is None or io.close_reason:
+                await self._ws.send_message(message)
+            elif type(message) is str:
+                await self._send_data(io.frames((message.encode(),)))
+            elif type(message) is bytes:
+                await self._send_data(io.frames((message,), BINARY))
+            else:
+                await self._ws.send_message(message)
         except tws.ConnectionClosed as exc:
             raise SocketClosed(exc.reason.code, exc.reason.reason) from None
 
@@ -109,8 +124,7 @@ class TrioWebsocketSocket:
             if io.close_reason:
                 raise SocketClosed(io.close_reason.code, io.close_reason.reason)
             if messages:
-                encode = io.encode
-                data += b"".join([encode(TextMessage(data=m.decode())) for m in messages])
+                data += io.frames(messages)
             rest = write_now(io.stream, data)
             if rest:
                 await io.stream.send_all(rest)
@@ -129,10 +143,17 @@ class TrioWebsocketSocket:
         io = self._io
         assert io is not None
         data = io.encode(event)
-        lock = io.lock
-        if type(event) is Pong and lock.locked():
+        if type(event) is Pong and io.lock.locked():
             self._pongs.append(data)
             return
+        await self._send_data(data)
+
+    async def _send_data(self, data: bytes) -> None:
+        """Write `data` under the stream's gate, with the pongs that came due meanwhile; ConnectionClosed if the
+        stream broke."""
+        io = self._io
+        assert io is not None
+        lock = io.lock
         await lock.acquire()
         try:
             rest = write_now(io.stream, data)
@@ -159,8 +180,7 @@ class TrioWebsocketSocket:
         lock = io.lock
         if not lock.try_acquire():
             return -1
-        encode = io.encode
-        data = b"".join([encode(TextMessage(data=m.decode())) for m in messages])
+        data = io.frames(messages)
         try:
             rest = write_now(io.stream, data)
         except OSError:

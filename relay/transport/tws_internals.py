@@ -14,7 +14,8 @@ connection lacks them falls back to message-by-message sends.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+import struct
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -35,6 +36,18 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from relay.gate import Gate
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+
+    def apply_mask(data: bytes, mask: bytes) -> bytes:
+        n = len(data)
+        key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
+        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+
+TEXT, BINARY = 0x81, 0x82  # FIN set, no RSV bits (trio-websocket negotiates no extension)
+KEYS = 4096  # bytes of masking keys drawn from os.urandom at a time: 1,024 client frames
 
 # What TwsInternals and the functions below read or replace on a WebSocketConnection, and on a WebSocketServer.
 CONNECTION = ("_recv_channel", "_wsproto", "_stream_lock", "_stream", "_close_reason", "_abort_web_socket", "_send",
@@ -60,11 +73,14 @@ class TwsInternals:
     keep it held until another task sends the rest, and its own writes (pongs, pings, its close) go through
     `sender`, which the transport provides."""
 
-    __slots__ = ("abort", "encode", "lock", "receive_nowait", "stream", "ws")
+    __slots__ = ("abort", "encode", "keys", "lock", "mask", "proto", "receive_nowait", "stream", "ws")
 
     def __init__(self, ws: tws.WebSocketConnection, sender: Callable[[Any], Awaitable[None]]) -> None:
         self.ws = ws
+        self.proto = ws._wsproto
         self.encode = ws._wsproto.send  # event -> bytes on the wire
+        self.mask = ws.is_client  # RFC 6455 5.3: a client masks every frame with a fresh unpredictable key
+        self.keys = memoryview(b"")
         self.stream: trio.abc.Stream = ws._stream
         self.receive_nowait = ws._recv_channel.receive_nowait  # messages its reader task has queued
         self.abort: Callable[[], Awaitable[None]] = ws._abort_web_socket  # after a broken write: close, set reason
@@ -74,6 +90,35 @@ class TwsInternals:
     @property
     def close_reason(self) -> tws.CloseReason | None:
         return self.ws._close_reason
+
+    def frames(self, messages: Sequence[bytes], opcode: int = TEXT) -> bytes:
+        """The wire bytes of `messages` (UTF-8 text, or binary), each a frame of its own, as wsproto's send would
+        make them; framed here because wsproto's send copies each payload four times and a text message must
+        first be decoded to str for it.  Outside the open state wsproto's own send raises as it would."""
+        if self.proto.state is not ConnectionState.OPEN:
+            kind = TextMessage if opcode == TEXT else BytesMessage
+            return b"".join([self.encode(kind(data=m.decode() if opcode == TEXT else m)) for m in messages])
+        parts: list[bytes] = []
+        masked = 0x80 if self.mask else 0
+        for message in messages:
+            n = len(message)
+            if n < 126:
+                parts.append(bytes((opcode, n | masked)))
+            elif n < 65536:
+                parts.append(struct.pack("!BBH", opcode, 126 | masked, n))
+            else:
+                parts.append(struct.pack("!BBQ", opcode, 127 | masked, n))
+            if masked:
+                keys = self.keys
+                if not keys:
+                    keys = memoryview(os.urandom(KEYS))
+                key = bytes(keys[:4])
+                self.keys = keys[4:]
+                parts.append(key)
+                parts.append(apply_mask(message, key))
+            else:
+                parts.append(message)
+        return b"".join(parts)
 
 
 async def reader_task(ws: tws.WebSocketConnection) -> None:
