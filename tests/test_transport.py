@@ -425,6 +425,44 @@ async def test_malformed_requests_get_an_http_error(start: Start) -> None:
             await stream.aclose()
 
 
+@pytest.mark.parametrize("client", TRANSPORT_NAMES)
+async def test_frames_split_anywhere_and_fragments_arrive_whole(nursery: trio.Nursery, client: str) -> None:
+    """Both transports read the socket themselves: a frame may come a byte at a time, a message in fragments with
+    a ping between them, and each message still arrives whole, in order, with the ping answered."""
+    tail = bytes(range(256)) + bytes(44)
+    frames = (
+        bytes([0x81, 5]) + b"hello"  # text
+        + bytes([0x01, 3]) + b"fra"  # text, not final
+        + bytes([0x89, 2]) + b"hi"  # a ping between the fragments
+        + bytes([0x80, 4]) + "gmé".encode()  # continuation, final
+        + bytes([0x82, 126]) + struct.pack("!H", len(tail)) + tail  # binary with a 16-bit length
+    )
+    pong = trio.Event()
+
+    async def after_upgrade(stream: trio.SocketStream) -> None:
+        for i in range(len(frames)):
+            await stream.send_all(frames[i:i + 1])
+            await trio.sleep(0.001)
+        data = b""
+        while len(data) < 8:  # the pong: masked, as a client's frames are
+            data += await stream.receive_some(100)
+        key = data[2:6]
+        assert data[:2] == bytes([0x8A, 0x82]) and bytes(b ^ key[i] for i, b in enumerate(data[6:8])) == b"hi"
+        pong.set()
+        await stream.send_all(bytes([0x88, 2]) + struct.pack("!H", 1000))
+        await stream.receive_some(100)  # the client's close frame: the server closes TCP first (RFC 6455 7.1.1)
+        await stream.aclose()
+
+    port = await raw_server(nursery, after_upgrade)
+    with trio.fail_after(10):
+        async with connect(client, port) as sock:
+            assert [await sock.get_message() for _ in range(3)] == ["hello", "fragmé", tail]
+            with pytest.raises(SocketClosed) as info:
+                await sock.get_message()
+            assert info.value.code == 1000
+            assert pong.is_set()
+
+
 # -- keepalive -------------------------------------------------------------------------------------
 
 

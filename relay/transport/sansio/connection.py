@@ -68,6 +68,7 @@ class WebsocketsSocket:
         self._stream_closed = False
         self._write_broken = False  # a write failed or was cancelled midway: the stream may hold half a frame
         self._reading = False  # a task is inside _read_step (trio streams allow one reader at a time)
+        self._more = True  # the last read filled the buffer (the socket may hold more)
         self._reader_left: trio.Event | None = None  # set when that task leaves, for close() waiting on it
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
@@ -132,12 +133,11 @@ class WebsocketsSocket:
             if self._stream_closed:
                 return
         try:
-            with trio.move_on_at(self._deadline) as idle:
-                data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
+            data = await self._read()
         except STREAM_ERRORS as exc:
             await self._abort(f"connection lost: {describe(exc)}")
             return
-        if idle.cancelled_caught:
+        if data is None:
             await self._keepalive(stale=False)
             return
         self._heard = True
@@ -161,6 +161,38 @@ class WebsocketsSocket:
         await self._flush_from_reader()
         if protocol.state is CLOSED:
             await self._close_stream()
+
+    async def _read(self) -> bytes | None:
+        """One read, at most RECEIVE_BUFFER_SIZE bytes; None if the keepalive deadline passed first.
+
+        A plain TCP socket is read directly: after a short read it waits for readiness at once (receive_some
+        would first try a read that finds nothing), and a cancel scope for the deadline is set up only when there
+        is a wait.  Still a cancellation point, and a read that did not wait still lets other tasks run."""
+        stream = self._stream
+        if type(stream) is not trio.SocketStream:
+            with trio.move_on_at(self._deadline):
+                return await stream.receive_some(RECEIVE_BUFFER_SIZE)
+            return None
+        sock = stream.socket
+        data = None
+        if self._more:
+            # The last read filled the buffer: more is likely there already; a short one drained the socket, so
+            # that trying again would cost a read that finds nothing.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            data = _recv(sock)
+            if data is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        if data is None:
+            with trio.move_on_at(self._deadline):
+                while data is None:
+                    if sock.fileno() < 0:
+                        raise trio.ClosedResourceError("the socket was closed")
+                    await trio.lowlevel.wait_readable(sock)
+                    data = _recv(sock)
+            if data is None:
+                return None
+        self._more = len(data) == RECEIVE_BUFFER_SIZE
+        return data
 
     def _handle(self, events: list[object]) -> None:
         for frame in events:
@@ -362,6 +394,18 @@ class WebsocketsSocket:
             self._close_info = (1006, "connection closed")
         # Wakes any task blocked on the stream with ClosedResourceError; closes even if we are cancelled.
         await trio.aclose_forcefully(self._stream)
+
+
+def _recv(sock: trio.socket.SocketType) -> bytes | None:
+    """What the socket holds, None if nothing yet.  The descriptor is read at the moment of reading, as in
+    write_now; a socket closed under us raises ClosedResourceError, as trio's own read would."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("the socket was closed")
+    try:
+        return os.read(fd, RECEIVE_BUFFER_SIZE)
+    except BlockingIOError:
+        return None
 
 
 async def write_out(stream: trio.abc.Stream, protocol: WsProtocol) -> None:
