@@ -82,3 +82,76 @@ def test_the_seam_imports_no_transport_and_only_the_adapter_touches_trio_websock
         for name in ("._recv_channel", "._wsproto", "._stream_lock", "._close_reason", "._abort_web_socket",
                      "._open_handshake", "._close_handshake", "._reader_task", "._handle_connection"):
             assert name not in source, f"{path.relative_to(PACKAGE.parent.parent)} reaches {name} itself"
+
+
+def _frame(opcode: int, payload: bytes, *, fin: bool = True, key: bytes | None = None) -> bytes:
+    n = len(payload)
+    mask = 0x80 if key is not None else 0
+    if n < 126:
+        head = bytes([opcode | (0x80 if fin else 0), n | mask])
+    elif n < 65536:
+        head = bytes([opcode | (0x80 if fin else 0), 126 | mask]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([opcode | (0x80 if fin else 0), 127 | mask]) + n.to_bytes(8, "big")
+    if key is None:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["server", "client"])
+def test_frames_split_anywhere_give_whole_messages_and_the_rest_to_wsproto_in_order(masked: bool) -> None:
+    import random
+
+    from relay.transport.tws_internals import Frames
+
+    rng = random.Random(14)
+    key = b"\x01\x02\x03\x04" if masked else None
+    text = "é" * 100
+    binary = bytes(range(256)) * 300  # a 16-bit length, and more than one read
+    stream = [
+        (_frame(0x1, b"hello", key=key), "hello"),
+        (_frame(0x9, b"ping", key=key), None),  # control frames go to wsproto
+        (_frame(0x2, binary, key=key), binary),
+        (_frame(0x1, b"fra", fin=False, key=key), None),  # a fragmented message is wsproto's, every fragment
+        (_frame(0xA, b"", key=key), None),
+        (_frame(0x0, "gmé".encode(), key=key), None),
+        (_frame(0x1, text.encode(), key=key), text),
+        (_frame(0x2, b"\0" * 300_000, key=key), None),  # too large to wait for whole: wsproto parses it as it comes
+        (_frame(0x1, b"after", key=key), "after"),
+        (_frame(0x8, b"\x03\xe8", key=key), None),  # a close: everything after it is wsproto's
+        (_frame(0x1, b"late", key=key), None),
+    ]
+    wire = b"".join(frame for frame, _ in stream)
+    for _ in range(20):
+        frames = Frames(masked=masked, limit=1 << 20)
+        cuts = sorted(rng.sample(range(1, len(wire)), 40))
+        messages: list[str | bytes] = []
+        raw = b""
+        for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+            for is_raw, item in frames.split(wire[start:end]):
+                if is_raw:
+                    raw += item
+                else:
+                    messages.append(item)
+        assert messages == [message for _, message in stream if message is not None]
+        assert raw == b"".join(frame for frame, message in stream if message is None)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _frame(0x1, b"\xff\xfe", key=b"abcd"),  # invalid UTF-8: wsproto closes with 1007
+        _frame(0x1, b"unmasked"),  # a client frame must be masked
+        _frame(0x0, b"stray continuation", key=b"abcd"),
+        _frame(0x9, b"x" * 126, key=b"abcd"),  # a control frame too long
+        _frame(0x3, b"", key=b"abcd"),  # a reserved opcode
+        bytes([0xC1, 0x80]) + b"abcd",  # RSV1 without an extension
+    ],
+)
+def test_frames_leave_what_wsproto_fails_and_everything_after_to_it(frame: bytes) -> None:
+    from relay.transport.tws_internals import Frames
+
+    frames = Frames(masked=True, limit=1 << 20)
+    after = _frame(0x1, b"next", key=b"abcd")
+    assert frames.split(frame + after) == [(True, frame + after)]
+    assert frames.split(after) == [(True, after)]

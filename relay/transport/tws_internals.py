@@ -47,6 +47,7 @@ except ImportError:  # websockets built without its C extension
         return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
 
 TEXT, BINARY = 0x81, 0x82  # FIN set, no RSV bits (trio-websocket negotiates no extension)
+BUFFERED = 256 * 1024  # the largest frame Frames waits for whole; a larger one goes to wsproto as it arrives
 KEYS = 4096  # bytes of masking keys drawn from os.urandom at a time: 1,024 client frames
 
 # What TwsInternals and the functions below read or replace on a WebSocketConnection, and on a WebSocketServer.
@@ -128,8 +129,9 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
     the wait for data; a message goes into the channel with a send that passes through the scheduler again.
     Here a plain TCP socket is read directly once it is readable, and a whole message goes in with
     send_nowait: one wake-up per read whatever it holds.  A full channel still waits (the queue stays
-    bounded), and every other event, and a message in parts or too large, goes to trio-websocket's own
-    handlers."""
+    bounded).  Once the connection is open, whole unfragmented messages are framed by `Frames` (wsproto
+    builds an event per frame and decodes text through an incremental decoder); every other frame, and a
+    message in parts or too large, goes to wsproto and trio-websocket's own handlers."""
     handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
         AcceptConnection: ws._handle_accept_connection_event,
         BytesMessage: ws._handle_message_event,
@@ -154,27 +156,47 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
     channel = ws._send_channel
     put = channel.send_nowait
     ready = False  # the socket may hold more than the last read took
+    frames: Frames | None = None
+    handshake: bytes | None = b""  # what wsproto was given before it opened; None once frames is decided
+
+    async def deliver(message: str | bytes) -> None:
+        try:
+            put(message)
+        except trio.WouldBlock:
+            await channel.send(message)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # aclose() closed the receiving side: as trio-websocket, the reader goes on
+
+    async def dispatch() -> bool:
+        """Handle wsproto's events; False once the connection is closed."""
+        for event in proto.events():
+            kind = type(event)
+            try:
+                if (kind is TextMessage or kind is BytesMessage) and event.message_finished \
+                        and not ws._message_parts and len(event.data) <= limit:
+                    await deliver(event.data if kind is TextMessage else bytes(event.data))
+                elif kind in handlers:
+                    await handlers[kind](event)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # from channel.send, as above
+            except tws.ConnectionClosed:
+                ws._reader_running = False
+                return False
+        return True
+
+    async def feed(data: bytes) -> bool:
+        if proto.state != ConnectionState.CLOSED:
+            try:
+                proto.receive_data(data)
+            except RemoteProtocolError as err:
+                if err.event_hint:
+                    await ws._send(err.event_hint)
+                await ws._close_stream()
+        return await dispatch()
+
     async with channel:
+        await dispatch()
         while ws._reader_running:
-            for event in proto.events():
-                kind = type(event)
-                try:
-                    if (kind is TextMessage or kind is BytesMessage) and event.message_finished \
-                            and not ws._message_parts and len(event.data) <= limit:
-                        message = event.data if kind is TextMessage else bytes(event.data)
-                        try:
-                            put(message)
-                        except trio.WouldBlock:
-                            await channel.send(message)
-                        except (trio.ClosedResourceError, trio.BrokenResourceError):
-                            pass  # aclose() closed the receiving side: as trio-websocket, the reader goes on
-                    elif kind in handlers:
-                        await handlers[kind](event)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass  # from channel.send, as above
-                except tws.ConnectionClosed:
-                    ws._reader_running = False
-                    break
             try:
                 if sock is None:
                     data = await stream.receive_some(size)
@@ -198,13 +220,112 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
                 if proto.state != ConnectionState.CLOSED:
                     await ws._abort_web_socket()
                 break
-            if proto.state != ConnectionState.CLOSED:
+            if handshake is not None and proto.state is ConnectionState.OPEN:
+                # Framed here only if wsproto holds nothing beyond the upgrade's head (a peer may not send frames
+                # before the upgrade's answer; one that does is left to wsproto for the whole connection).
+                if len(handshake) >= 4 and handshake.find(b"\r\n\r\n") == len(handshake) - 4:
+                    frames = Frames(masked=ws.is_server, limit=limit)
+                handshake = None
+            if frames is None:
+                if handshake is not None:
+                    handshake = handshake + data if len(handshake) < 65536 else None
+                await feed(data)
+                continue
+            for raw, item in frames.split(data):
+                if raw:
+                    if not await feed(item):  # type: ignore[arg-type]
+                        break
+                elif ws._reader_running:
+                    await deliver(item)
+
+
+class Frames:
+    """Splits what the socket reads into frames: a whole text or binary message in one frame comes out as its
+    str or bytes; any other frame (ping, pong, close, fragments, one over the size limit, one wsproto will
+    fail) comes out as its raw bytes, for wsproto, in order.  After a close or a frame wsproto will fail,
+    everything goes to wsproto."""
+
+    __slots__ = ("buffer", "fragmented", "limit", "masked", "passthrough", "streaming")
+
+    def __init__(self, masked: bool, limit: int) -> None:
+        self.masked = 0x80 if masked else 0  # a server's peer masks every frame; a client's never does
+        self.limit = limit
+        self.buffer = b""  # the start of a frame not yet whole
+        self.streaming = 0  # bytes still due of a frame handed to wsproto before it was whole
+        self.fragmented = False  # wsproto holds the first fragments of a message
+        self.passthrough = False
+
+    def split(self, data: bytes) -> list[tuple[bool, str | bytes]]:
+        out: list[tuple[bool, str | bytes]] = []
+        if self.passthrough:
+            return [(True, data)]
+        if self.streaming:
+            if len(data) <= self.streaming:
+                self.streaming -= len(data)
+                return [(True, data)]
+            out.append((True, data[:self.streaming]))
+            data = data[self.streaming:]
+            self.streaming = 0
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        n = len(data)
+        pos = 0
+        while n - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                length = int.from_bytes(data[head:head + 2], "big")
+                head += 2
+            elif length == 127:
+                length = int.from_bytes(data[head:head + 8], "big")
+                head += 8
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            if head > n:
+                break
+            end = head + length
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            data_frame = opcode == 1 or opcode == 2
+            if (masked != self.masked or b0 & 0x70 or (data_frame and self.fragmented)
+                    or (opcode == 0 and not self.fragmented) or (opcode > 8 and (not fin or length > 125))
+                    or opcode in (3, 4, 5, 6, 7, 8) or opcode > 10):
+                self.passthrough = True  # a close, or a frame wsproto fails: the rest is its
+                out.append((True, data[pos:]))
+                return out
+            if fin and data_frame and length <= self.limit and (end <= n or length <= BUFFERED):
+                if end > n:
+                    break  # the rest of the frame is on its way
+                payload = data[head:end]
+                if masked:
+                    payload = apply_mask(payload, data[head - 4:head])
+                if opcode == 2:
+                    out.append((False, payload))
+                    pos = end
+                    continue
                 try:
-                    proto.receive_data(data)
-                except RemoteProtocolError as err:
-                    if err.event_hint:
-                        await ws._send(err.event_hint)
-                    await ws._close_stream()
+                    out.append((False, payload.decode()))
+                except UnicodeDecodeError:
+                    self.passthrough = True  # wsproto fails it with 1007
+                    out.append((True, data[pos:]))
+                    return out
+                pos = end
+                continue
+            if data_frame or opcode == 0:
+                self.fragmented = not fin
+            if end > n:  # wsproto parses a large frame as it comes (a buffer here would be copied at every read)
+                self.streaming = end - n
+                out.append((True, data[pos:]))
+                return out
+            out.append((True, data[pos:end]))
+            pos = end
+        if pos < n:
+            self.buffer = data[pos:]
+        return out
 
 
 def _recv(sock: trio.socket.SocketType, size: int) -> bytes | None:
