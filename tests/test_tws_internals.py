@@ -102,7 +102,7 @@ def _frame(opcode: int, payload: bytes, *, fin: bool = True, key: bytes | None =
 def test_frames_split_anywhere_give_whole_messages_and_the_rest_to_wsproto_in_order(masked: bool) -> None:
     import random
 
-    from relay.transport.tws_internals import Frames
+    from relay.transport.streams import Frames
 
     rng = random.Random(14)
     key = b"\x01\x02\x03\x04" if masked else None
@@ -149,7 +149,7 @@ def test_frames_split_anywhere_give_whole_messages_and_the_rest_to_wsproto_in_or
     ],
 )
 def test_frames_leave_what_wsproto_fails_and_everything_after_to_it(frame: bytes) -> None:
-    from relay.transport.tws_internals import Frames
+    from relay.transport.streams import Frames
 
     frames = Frames(masked=True, limit=1 << 20)
     after = _frame(0x1, b"next", key=b"abcd")

@@ -36,18 +36,9 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from relay.gate import Gate
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-
-    def apply_mask(data: bytes, mask: bytes) -> bytes:
-        n = len(data)
-        key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
-        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+from relay.transport.streams import Frames, apply_mask
 
 TEXT, BINARY = 0x81, 0x82  # FIN set, no RSV bits (trio-websocket negotiates no extension)
-BUFFERED = 256 * 1024  # the largest frame Frames waits for whole; a larger one goes to wsproto as it arrives
 KEYS = 4096  # bytes of masking keys drawn from os.urandom at a time: 1,024 client frames
 
 # What TwsInternals and the functions below read or replace on a WebSocketConnection, and on a WebSocketServer.
@@ -237,95 +228,6 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
                         break
                 elif ws._reader_running:
                     await deliver(item)
-
-
-class Frames:
-    """Splits what the socket reads into frames: a whole text or binary message in one frame comes out as its
-    str or bytes; any other frame (ping, pong, close, fragments, one over the size limit, one wsproto will
-    fail) comes out as its raw bytes, for wsproto, in order.  After a close or a frame wsproto will fail,
-    everything goes to wsproto."""
-
-    __slots__ = ("buffer", "fragmented", "limit", "masked", "passthrough", "streaming")
-
-    def __init__(self, masked: bool, limit: int) -> None:
-        self.masked = 0x80 if masked else 0  # a server's peer masks every frame; a client's never does
-        self.limit = limit
-        self.buffer = b""  # the start of a frame not yet whole
-        self.streaming = 0  # bytes still due of a frame handed to wsproto before it was whole
-        self.fragmented = False  # wsproto holds the first fragments of a message
-        self.passthrough = False
-
-    def split(self, data: bytes) -> list[tuple[bool, str | bytes]]:
-        out: list[tuple[bool, str | bytes]] = []
-        if self.passthrough:
-            return [(True, data)]
-        if self.streaming:
-            if len(data) <= self.streaming:
-                self.streaming -= len(data)
-                return [(True, data)]
-            out.append((True, data[:self.streaming]))
-            data = data[self.streaming:]
-            self.streaming = 0
-        if self.buffer:
-            data = self.buffer + data
-            self.buffer = b""
-        n = len(data)
-        pos = 0
-        while n - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                length = int.from_bytes(data[head:head + 2], "big")
-                head += 2
-            elif length == 127:
-                length = int.from_bytes(data[head:head + 8], "big")
-                head += 8
-            masked = b1 & 0x80
-            if masked:
-                head += 4
-            if head > n:
-                break
-            end = head + length
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            data_frame = opcode == 1 or opcode == 2
-            if (masked != self.masked or b0 & 0x70 or (data_frame and self.fragmented)
-                    or (opcode == 0 and not self.fragmented) or (opcode > 8 and (not fin or length > 125))
-                    or opcode in (3, 4, 5, 6, 7, 8) or opcode > 10):
-                self.passthrough = True  # a close, or a frame wsproto fails: the rest is its
-                out.append((True, data[pos:]))
-                return out
-            if fin and data_frame and length <= self.limit and (end <= n or length <= BUFFERED):
-                if end > n:
-                    break  # the rest of the frame is on its way
-                payload = data[head:end]
-                if masked:
-                    payload = apply_mask(payload, data[head - 4:head])
-                if opcode == 2:
-                    out.append((False, payload))
-                    pos = end
-                    continue
-                try:
-                    out.append((False, payload.decode()))
-                except UnicodeDecodeError:
-                    self.passthrough = True  # wsproto fails it with 1007
-                    out.append((True, data[pos:]))
-                    return out
-                pos = end
-                continue
-            if data_frame or opcode == 0:
-                self.fragmented = not fin
-            if end > n:  # wsproto parses a large frame as it comes (a buffer here would be copied at every read)
-                self.streaming = end - n
-                out.append((True, data[pos:]))
-                return out
-            out.append((True, data[pos:end]))
-            pos = end
-        if pos < n:
-            self.buffer = data[pos:]
-        return out
 
 
 def _recv(sock: trio.socket.SocketType, size: int) -> bytes | None:

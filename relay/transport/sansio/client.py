@@ -18,6 +18,7 @@ from relay.transport.sansio.connection import (
     STREAM_ERRORS,
     WebsocketsSocket,
     describe,
+    head_only,
     protocol_log,
     write_out,
 )
@@ -55,9 +56,11 @@ async def _connect(
             protocol.send_request(request)
             await write_out(stream, protocol)
             events: list[object] = []
+            received = b""
             while not events and protocol.handshake_exc is None:
                 data = await stream.receive_some(RECEIVE_BUFFER_SIZE)
                 if data:
+                    received += data
                     protocol.receive_data(data)
                 else:
                     protocol.receive_eof()
@@ -81,7 +84,8 @@ async def _connect(
             raise HandshakeFailed(status, f"upstream refused the connection: HTTP {status} {body}".strip())
         raise HandshakeFailed(None, f"upstream handshake failed: {describe(exc)}")
     return WebsocketsSocket(
-        stream, protocol, pending=events[1:], ping_interval=ping_interval, ping_timeout=ping_timeout
+        stream, protocol, pending=events[1:], framed=head_only(received), ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
 
 

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import trio
 from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED, OPEN, SEND_EOF
+from websockets.protocol import CLOSED, OPEN, SEND_EOF, SERVER
 from websockets.protocol import Protocol as WsProtocol
 
 from relay.gate import Gate
-from relay.transport import CLOSE_TIMEOUT, RECEIVE_BUFFER_SIZE, SocketClosed
-from relay.transport.streams import write_now
+from relay.transport import CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, SocketClosed
+from relay.transport.streams import Frames, write_now
 
 # Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
 TEXT, BINARY, CONT, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
@@ -52,6 +52,7 @@ class WebsocketsSocket:
         protocol: WsProtocol,
         *,
         pending: Sequence[object] = (),
+        framed: bool = False,
         ping_interval: float | None = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
@@ -75,6 +76,10 @@ class WebsocketsSocket:
         self._heard = False  # received anything since the last keepalive check
         self._awaiting_pong = False
         self._deadline = trio.current_time() + ping_interval if ping_interval else float("inf")
+        # Whole messages are framed here rather than by the protocol (see _split), from the first read on, when
+        # the handshake's reads held nothing past its head: the protocol holds no partial frame then.
+        limit = getattr(protocol, "max_message_size", None) or MAX_MESSAGE_SIZE  # its max_size (websockets >= 14)
+        self._frames = Frames(masked=protocol.side is SERVER, limit=limit) if framed else None
         # Frames that arrived in the same read as the handshake.
         self._handle(list(pending))
 
@@ -143,14 +148,17 @@ class WebsocketsSocket:
         self._heard = True
         protocol = self._protocol
         try:
-            if data:
+            if data and self._frames is not None:
+                self._split(data)
+            elif data:
                 protocol.receive_data(data)
+                self._handle(protocol.events_received())
             else:
                 protocol.receive_eof()
+                self._handle(protocol.events_received())
         except EOFError:  # data after the end of stream: cannot happen, as reads stop at CLOSED
             await self._abort("data after end of stream")
             return
-        self._handle(protocol.events_received())
         if self._close_info is None and protocol.state is not OPEN:
             if protocol.close_rcvd is not None:
                 self._close_info = (protocol.close_rcvd.code, protocol.close_rcvd.reason)
@@ -193,6 +201,31 @@ class WebsocketsSocket:
                 return None
         self._more = len(data) == RECEIVE_BUFFER_SIZE
         return data
+
+    def _split(self, data: bytes) -> None:
+        """A read's whole messages straight into the deque, and every other frame through the protocol, in order.
+
+        The protocol's parser (a generator per frame, reading through its own stream buffer) cost more than the
+        rest of a message's way through the relay's transport; pings, pongs, closes, fragments and frames it
+        fails still go through it, so its answers and close codes are its own."""
+        protocol = self._protocol
+        messages = self._messages
+        frames = self._frames
+        assert frames is not None
+        if protocol.state is not OPEN:
+            # Closing (our close, or the peer's): the protocol takes everything from here, as it did before.
+            self._frames = None
+            protocol.receive_data(frames.stop() + data)
+            self._handle(protocol.events_received())
+            return
+        for raw, item in frames.split(data):
+            if protocol.state is not OPEN:
+                return  # the protocol failed the connection on the frame before: it discards what follows
+            if raw:
+                protocol.receive_data(item)  # type: ignore[arg-type]
+                self._handle(protocol.events_received())
+            else:
+                messages.append(item)
 
     def _handle(self, events: list[object]) -> None:
         for frame in events:
@@ -406,6 +439,12 @@ def _recv(sock: trio.socket.SocketType) -> bytes | None:
         return os.read(fd, RECEIVE_BUFFER_SIZE)
     except BlockingIOError:
         return None
+
+
+def head_only(received: bytes) -> bool:
+    """Whether the handshake's reads ended with its HTTP head (a peer sends no frame before the upgrade's answer;
+    one that does leaves its frames to the protocol for the whole connection)."""
+    return len(received) >= 4 and received.find(b"\r\n\r\n") == len(received) - 4
 
 
 async def write_out(stream: trio.abc.Stream, protocol: WsProtocol) -> None:

@@ -29,6 +29,7 @@ from relay.transport.sansio.connection import (
     STREAM_ERRORS,
     WebsocketsSocket,
     describe,
+    head_only,
     protocol_log,
     send_chunks,
     write_out,
@@ -40,11 +41,14 @@ log = logging.getLogger("relay.transport.sansio")
 class WebsocketsIncoming:
     """An upgrade request, already validated as a WebSocket handshake, that the handler accepts or rejects."""
 
-    def __init__(self, stream: trio.abc.Stream, protocol: ServerProtocol, request: Request, pending: list[object]):
+    def __init__(
+        self, stream: trio.abc.Stream, protocol: ServerProtocol, request: Request, pending: list[object], framed: bool
+    ) -> None:
         self._stream = stream
         self._protocol = protocol
         self._request = request
         self._pending = pending
+        self._framed = framed
         self.socket: WebsocketsSocket | None = None
         self.responded = False
         offered = [p for value in request.headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol(value)]
@@ -62,7 +66,7 @@ class WebsocketsIncoming:
         await self._respond(response)
         if response.status_code != 101:
             raise SocketClosed(1006, f"handshake refused: HTTP {response.status_code}")
-        self.socket = WebsocketsSocket(self._stream, self._protocol, pending=self._pending)
+        self.socket = WebsocketsSocket(self._stream, self._protocol, pending=self._pending, framed=self._framed)
         return self.socket
 
     async def reject(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -117,10 +121,12 @@ async def _read_request(stream: trio.abc.Stream) -> WebsocketsIncoming | None:
     Malformed requests get websockets' 4xx/5xx answer (400 when the request is not HTTP at all)."""
     # No extensions: permessage-deflate is never accepted (costly for base64 audio, see transport.md).
     protocol = ServerProtocol(max_size=MAX_MESSAGE_SIZE, logger=protocol_log)
+    received = b""
     with trio.move_on_after(CONNECT_TIMEOUT):
         while True:
             data = await stream.receive_some(RECEIVE_BUFFER_SIZE)
             if data:
+                received += data
                 protocol.receive_data(data)
             else:
                 protocol.receive_eof()
@@ -131,7 +137,7 @@ async def _read_request(stream: trio.abc.Stream) -> WebsocketsIncoming | None:
                 # real WebSocket handshakes; it is rebuilt with the chosen subprotocol on accept.
                 check = protocol.accept(request)
                 if check.status_code == 101:
-                    return WebsocketsIncoming(stream, protocol, request, events[1:])
+                    return WebsocketsIncoming(stream, protocol, request, events[1:], head_only(received))
                 protocol.send_response(check)
                 await write_out(stream, protocol)
                 await _linger(stream)
