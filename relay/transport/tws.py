@@ -125,10 +125,7 @@ class TrioWebsocketSocket:
                 raise SocketClosed(io.close_reason.code, io.close_reason.reason)
             if messages:
                 data += io.frames(messages)
-            rest = write_now(io.stream, data)
-            if rest:
-                await io.stream.send_all(rest)
-            await self._send_pongs()
+            await self._write_held(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await io.abort()
             reason = io.close_reason
@@ -156,16 +153,21 @@ class TrioWebsocketSocket:
         lock = io.lock
         await lock.acquire()
         try:
-            rest = write_now(io.stream, data)
-            if rest:
-                await io.stream.send_all(rest)
-            await self._send_pongs()
+            await self._write_held(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await io.abort()
             assert io.close_reason is not None
             raise tws.ConnectionClosed(io.close_reason) from None
         finally:
             lock.release()
+
+    async def _write_held(self, data: bytes) -> None:
+        """Write `data` while holding the stream's gate, then the pongs that came due meanwhile."""
+        stream = self._io.stream  # type: ignore[union-attr]
+        rest = write_now(stream, data)
+        if rest:
+            await stream.send_all(rest)
+        await self._send_pongs()
 
     async def _send_pongs(self) -> None:
         while self._pongs:  # the holder of the stream sends what came due while it wrote

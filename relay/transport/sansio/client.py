@@ -11,7 +11,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHeaderValue, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
-from relay.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, HandshakeFailed, tls_failed
+from relay.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, HandshakeFailed, tls_failed
 from relay.transport.sansio.connection import (
     PING_INTERVAL,
     PING_TIMEOUT,
@@ -20,6 +20,7 @@ from relay.transport.sansio.connection import (
     describe,
     head_only,
     protocol_log,
+    receive_into,
     write_out,
 )
 
@@ -58,12 +59,7 @@ async def _connect(
             events: list[object] = []
             received = b""
             while not events and protocol.handshake_exc is None:
-                data = await stream.receive_some(RECEIVE_BUFFER_SIZE)
-                if data:
-                    received += data
-                    protocol.receive_data(data)
-                else:
-                    protocol.receive_eof()
+                received += await receive_into(stream, protocol)
                 events = protocol.events_received()
     except trio.TooSlowError:
         await _discard(stream)

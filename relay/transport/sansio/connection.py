@@ -447,6 +447,16 @@ def head_only(received: bytes) -> bool:
     return len(received) >= 4 and received.find(b"\r\n\r\n") == len(received) - 4
 
 
+async def receive_into(stream: trio.abc.Stream, protocol: WsProtocol) -> bytes:
+    """One read of a handshake fed to `protocol` (end of stream included); returns what was read."""
+    data = await stream.receive_some(RECEIVE_BUFFER_SIZE)
+    if data:
+        protocol.receive_data(data)
+    else:
+        protocol.receive_eof()
+    return data
+
+
 async def write_out(stream: trio.abc.Stream, protocol: WsProtocol) -> None:
     """Send the protocol's output outside a `WebsocketsSocket` (handshake time); half-close if it asks."""
     await send_chunks(stream, protocol.data_to_send())

@@ -31,6 +31,7 @@ from relay.transport.sansio.connection import (
     describe,
     head_only,
     protocol_log,
+    receive_into,
     send_chunks,
     write_out,
 )
@@ -124,12 +125,8 @@ async def _read_request(stream: trio.abc.Stream) -> WebsocketsIncoming | None:
     received = b""
     with trio.move_on_after(CONNECT_TIMEOUT):
         while True:
-            data = await stream.receive_some(RECEIVE_BUFFER_SIZE)
-            if data:
-                received += data
-                protocol.receive_data(data)
-            else:
-                protocol.receive_eof()
+            data = await receive_into(stream, protocol)
+            received += data
             events = protocol.events_received()
             if events and isinstance(events[0], Request):
                 request = events[0]
