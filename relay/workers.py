@@ -61,7 +61,6 @@ class Worker:
         self.index = index
         self.process: trio.Process | None = None
         self.serving = trio.Event()  # its first process printed that it listens
-        self.starts = 0
 
 
 class Supervisor:
@@ -80,10 +79,6 @@ class Supervisor:
         path = os.environ.get("PYTHONPATH")
         # So that a worker imports this same relay, installed or run from a checkout.
         self._env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process is not None and w.process.returncode is None]
 
     async def all_serving(self) -> None:
         for worker in self.workers:
@@ -116,7 +111,6 @@ class Supervisor:
         process = await trio.lowlevel.open_process(
             self._command(worker.index), stdout=subprocess.PIPE, start_new_session=True, env=self._env)
         worker.process = process
-        worker.starts += 1
         print(f"relay: worker {worker.index} started (pid {process.pid})", flush=True)
         try:
             async with trio.open_nursery() as nursery:
