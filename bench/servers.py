@@ -129,7 +129,7 @@ def _free_port() -> int:
 
 def relay_config(emulator_port: int, scheme: str = "ws") -> str:
     """One Vertex model on the upstream (`scheme` wss: over TLS), without Google credentials.  The production
-    guards are off (a load generator sends far more than 500 events a second, the idle scenario opens 5,000
+    guards are off (a load generator sends far more than 500 events a second, the idle scenario opens 10,000
     sessions): the benchmark measures the relay's cost, and LiteLLM has neither guard."""
     return (
         "model_list:\n"
@@ -169,7 +169,7 @@ class Lab:
 
     def fresh_upstream(self, kind: str = "emulator") -> None:
         """(Re)start the upstream, `emulator` or `echo`: each scenario gets one in the same state, whatever ran
-        before (the emulator keeps every non-audio message it received, and a heap grown by 5,000 idle sessions
+        before (the emulator keeps every non-audio message it received, and a heap grown by 10,000 idle sessions
         makes for longer GC pauses)."""
         if self.upstream_child is not None:
             self.upstream_child.stop()

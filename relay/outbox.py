@@ -8,8 +8,12 @@ import trio
 
 from relay.translate import Close
 
-# A second bound beside the byte bound: the channel's own, so that a flood of tiny events is bounded too.
+# A second bound beside the byte bound, so that a flood of tiny events is bounded too.
 MAX_BATCHES = 65536
+
+
+def _abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
 
 
 class Outbox:
@@ -22,10 +26,14 @@ class Outbox:
 
     While nothing is queued and the writer is idle, `put` writes through (`direct`, the socket's `send_now`):
     a message the kernel takes at once costs no trip to the writer task.  What the kernel leaves stays with
-    the socket, counted here, and an empty batch wakes the writer to send it before anything later."""
+    the socket, counted here, and an empty batch wakes the writer to send it before anything later.
 
-    __slots__ = ("_finished", "_oldest", "_receive", "_send", "_writing", "close", "direct", "latency", "limit", "peak",
-                 "pending")
+    The queue is one list and the parked writer task, not a trio memory channel: every session holds one
+    outbox per socket for its whole life, and a channel (its state, deque and two ends) cost more memory
+    than the rest of an idle session's translator."""
+
+    __slots__ = ("_batches", "_finished", "_messages", "_oldest", "_size", "_waiter", "_writing", "close", "direct",
+                 "latency", "limit", "peak", "pending")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -39,11 +47,16 @@ class Outbox:
         self._oldest = 0.0  # `at` of the oldest timed batch queued and not yet taken
         self._writing = 0.0  # `at` of the oldest timed batch in the write under way
         self._finished = False
-        self._send, self._receive = trio.open_memory_channel[tuple[list[bytes], int]](MAX_BATCHES)
+        self._messages: list[bytes] = []  # every message queued and not yet taken, in order
+        self._size = 0  # their bytes
+        self._batches = 0  # puts behind them (an empty one counts: it wakes the writer)
+        self._waiter: trio.lowlevel.Task | None = None  # the writer, parked in take() on an empty queue
 
     def put(self, batch: list[bytes], at: float = 0.0) -> bool:
         """Queue `batch` (or write it through); `at`: when the input that made it was read (0: not timed)."""
-        if not self.pending and self.direct is not None and not self._finished:
+        if self._finished:
+            return True  # the socket is closing and nothing more will be written
+        if not self.pending and self.direct is not None:
             left = self.direct(batch)
             if left == 0:
                 if at and self.latency is not None:
@@ -57,17 +70,17 @@ class Outbox:
             size = sum(map(len, batch))
             if self.pending and self.pending + size > self.limit:
                 return False
-        try:
-            self._send.send_nowait((batch, size))
-        except trio.WouldBlock:
+        if self._batches >= MAX_BATCHES:
             return False
-        except trio.ClosedResourceError:
-            return True  # finished: the socket is closing and nothing more will be written
+        self._messages += batch
+        self._size += size
+        self._batches += 1
         self.pending += size
         if at and not self._oldest:
             self._oldest = at
         if self.pending > self.peak:
             self.peak = self.pending
+        self._wake()
         return True
 
     def finish(self, close: Close | None = None) -> None:
@@ -75,22 +88,27 @@ class Outbox:
         if close is not None and self.close is None:
             self.close = close
         self._finished = True
-        self._send.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     async def take(self) -> tuple[list[bytes], int] | None:
-        """Every message queued (waiting for the first) and their size in bytes, or None once finished and empty."""
-        try:
-            messages, size = await self._receive.receive()
-        except trio.EndOfChannel:
-            return None
-        receive = self._receive.receive_nowait
-        try:
-            while True:
-                more, more_size = receive()
-                messages.extend(more)  # the first batch is ours since put: extend it in place
-                size += more_size
-        except (trio.WouldBlock, trio.EndOfChannel):
-            pass
+        """Every message queued (waiting for the first) and their size in bytes, or None once finished and empty.
+        Always a cancellation point; one task (the socket's writer) takes."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._batches:
+            if self._finished:
+                return None
+            self._waiter = trio.lowlevel.current_task()
+            try:
+                await trio.lowlevel.wait_task_rescheduled(_abort)
+            finally:
+                self._waiter = None
+        messages, size = self._messages, self._size
+        self._messages, self._size, self._batches = [], 0, 0
         self._writing, self._oldest = self._oldest, 0.0
         return messages, size
 

@@ -11,6 +11,7 @@ import orjson
 import trio
 
 from relay.config import ClientKey, Config
+from relay.deadlines import Deadlines
 from relay.http import HttpApp
 from relay.ids import SessionIds
 from relay.logs import SESSION
@@ -77,6 +78,7 @@ class RelayServer:
         self.draining = False
         self._sessions: set[Session] = set()
         self._all_ended = trio.Event()
+        self._deadlines = Deadlines()  # every session's max_session_seconds
         registry, self._timers = registry_for(self.totals, self.stats)
         self.metrics = Source(registry, worker, metrics_dir)
         self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics))
@@ -95,6 +97,7 @@ class RelayServer:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(partial(self.transport.serve, self.handle, host, port, http_app=self.http,
                                                 reuse_port=self.worker is not None))
+            nursery.start_soon(self._deadlines.run)
             if self.metrics.shared:
                 nursery.start_soon(self._share_metrics)
             self.serving = True
@@ -195,11 +198,14 @@ class RelayServer:
         # Browsers fail a handshake whose offered subprotocols get no answer; never echo the key entry.
         subprotocol = "realtime" if "realtime" in req.subprotocols else None
         client = await conn.accept(subprotocol)
+        dialect, remote = dialect_of(req), req.remote
+        # The request (its headers, decoded) is not needed past here; the session may live for hours.
+        del conn, req
         entry = self.config.model(model)
         assert entry is not None
         ids = SessionIds()
         caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
-        translator = Translator(ids, caps, dialect=dialect_of(req), max_frame_bytes=MAX_EVENT_SIZE,
+        translator = Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
         label = f"[{translator.session.id} {model}]"
@@ -213,15 +219,16 @@ class RelayServer:
         self.totals.by_key[key.name] += 1
         reason = "relay_error"
         session: Session | None = None
-        log.info("%s connected (dialect %s) from %s", label, translator.dialect or "from first event", req.remote,
-                 extra={"fields": {"event": "session_start", "client": req.remote,
+        log.info("%s connected (dialect %s) from %s", label, translator.dialect or "from first event", remote,
+                 extra={"fields": {"event": "session_start", "client": remote,
                                    "dialect": translator.dialect or "auto"}})
         try:
             session = Session(
                 client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
                 max_events_per_second=self.config.max_events_per_second,
-                max_seconds=self.config.max_session_seconds, **self._timers.for_model(model),
+                max_seconds=self.config.max_session_seconds, deadlines=self._deadlines,
+                **self._timers.for_model(model),
             )
             self._sessions.add(session)
             if self.draining:

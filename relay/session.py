@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import trio
 
+from relay.deadlines import Deadlines
 from relay.outbox import Outbox
 from relay.stats import Stats
 from relay.translate import Close, Connect, Output, Translator
@@ -101,7 +102,9 @@ class Session:
         time_to_first_token: Callable[[float], None] | None = None,
         turn_latency: Callable[[float], None] | None = None,
         relay_latency: tuple[Callable[[float], None], Callable[[float], None]] | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
+        """`deadlines`: the server's timers, which end the session after `max_seconds` (required with it)."""
         self._ttft = time_to_first_token  # observes seconds from a response's start to its first content
         self._turn_latency = turn_latency  # ... from the client's last event before that content to the content
         self._last_client_at = 0.0
@@ -114,6 +117,7 @@ class Session:
         self._window_end = 0.0  # the current one-second window of that count
         self._window_count = 0
         self._max_seconds = max_seconds
+        self._deadlines = deadlines
         self._client = client
         self._outbox = Outbox(client_send_buffer)
         self._outbox.direct = client.send_now
@@ -146,11 +150,17 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._client_writer)
+                expiry = None
                 if self._max_seconds:
-                    nursery.start_soon(self._expire)
-                self._route(self._t.start())
-                await self._client_reader()
-                await self._end_upstream()
+                    assert self._deadlines is not None, "max_seconds needs the server's deadlines"
+                    expiry = self._deadlines.call_at(trio.current_time() + self._max_seconds, self._expire)
+                try:
+                    self._route(self._t.start())
+                    await self._client_reader()
+                    await self._end_upstream()
+                finally:
+                    if expiry is not None:
+                        self._deadlines.cancel(expiry)  # type: ignore[union-attr]
                 nursery.cancel_scope.cancel()
         finally:
             if self._link is not None:
@@ -384,8 +394,7 @@ class Session:
                 "not processed. Send fewer, larger events (e.g. 100 ms of audio per append)."))
         return frames[:room]
 
-    async def _expire(self) -> None:
-        await trio.sleep(self._max_seconds)
+    def _expire(self) -> None:
         log.info("%s reached max_session_seconds (%g s); closing it", self._label, self._max_seconds)
         self._stats.limits["session_seconds"] += 1
         self._route(self._t.session_expired(self._max_seconds))

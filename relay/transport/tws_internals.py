@@ -38,6 +38,21 @@ from wsproto.utilities import RemoteProtocolError
 from relay.gate import Gate
 from relay.transport.streams import Frames, apply_mask
 
+# trio-websocket's handler of each wsproto event, by name: looked up per event (rare past the handshake: whole
+# messages are delivered by the reader itself) rather than bound into a dict per connection.
+HANDLERS = {
+    AcceptConnection: "_handle_accept_connection_event",
+    BytesMessage: "_handle_message_event",
+    CloseConnection: "_handle_close_connection_event",
+    Ping: "_handle_ping_event",
+    Pong: "_handle_pong_event",
+    RejectConnection: "_handle_reject_connection_event",
+    RejectData: "_handle_reject_data_event",
+    Request: "_handle_request_event",
+    TextMessage: "_handle_message_event",
+}
+NO_KEYS = memoryview(b"")
+
 TEXT, BINARY = 0x81, 0x82  # FIN set, no RSV bits (trio-websocket negotiates no extension)
 KEYS = 4096  # bytes of masking keys drawn from os.urandom at a time: 1,024 client frames
 
@@ -72,7 +87,7 @@ class TwsInternals:
         self.proto = ws._wsproto
         self.encode = ws._wsproto.send  # event -> bytes on the wire
         self.mask = ws.is_client  # RFC 6455 5.3: a client masks every frame with a fresh unpredictable key
-        self.keys = memoryview(b"")
+        self.keys = NO_KEYS
         self.stream: trio.abc.Stream = ws._stream
         self.receive_nowait = ws._recv_channel.receive_nowait  # messages its reader task has queued
         self.abort: Callable[[], Awaitable[None]] = ws._abort_web_socket  # after a broken write: close, set reason
@@ -123,17 +138,6 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
     bounded).  Once the connection is open, whole unfragmented messages are framed by `Frames` (wsproto
     builds an event per frame and decodes text through an incremental decoder); every other frame, and a
     message in parts or too large, goes to wsproto and trio-websocket's own handlers."""
-    handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-        AcceptConnection: ws._handle_accept_connection_event,
-        BytesMessage: ws._handle_message_event,
-        CloseConnection: ws._handle_close_connection_event,
-        Ping: ws._handle_ping_event,
-        Pong: ws._handle_pong_event,
-        RejectConnection: ws._handle_reject_connection_event,
-        RejectData: ws._handle_reject_data_event,
-        Request: ws._handle_request_event,
-        TextMessage: ws._handle_message_event,
-    }
     if ws._initial_request:  # clients send the upgrade request
         try:
             await ws._send(ws._initial_request)
@@ -166,8 +170,8 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
                 if (kind is TextMessage or kind is BytesMessage) and event.message_finished \
                         and not ws._message_parts and len(event.data) <= limit:
                     await deliver(event.data if kind is TextMessage else bytes(event.data))
-                elif kind in handlers:
-                    await handlers[kind](event)
+                elif kind in HANDLERS:
+                    await getattr(ws, HANDLERS[kind])(event)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # from channel.send, as above
             except tws.ConnectionClosed:
