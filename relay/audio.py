@@ -238,12 +238,19 @@ class OutputConverter:
         self._carry = b""
 
     def convert(self, b64: str, mime_type: str | None) -> str:
-        """Client-format base64 for one Gemini chunk; "" when the resampler holds everything back."""
+        """Client-format base64 for one Gemini chunk; "" when the resampler holds everything back.  Raises
+        ValueError for data that is not base64 (nothing of it is kept)."""
         rate = parse_pcm_rate(mime_type, PCM16_RATE)
         if rate == self._target and self._stream is None and not self._carry and self._table is None:
-            # Identical format: the client gets Gemini's string object itself.
-            return b64
-        raw = self._carry + binascii.a2b_base64(b64)
+            # Identical format: the client gets Gemini's string itself, once it is known to be base64 of whole
+            # samples (an odd byte would shift every later sample; it takes the path below, which carries it).
+            text = _canonical_b64(b64)
+            if not _b64_nbytes(text) & 1:
+                return text
+        try:
+            raw = self._carry + binascii.a2b_base64(b64, strict_mode=True)
+        except binascii.Error as exc:
+            raise ValueError(f"audio is not valid base64: {exc}") from None
         whole = len(raw) & ~1
         self._carry = raw[whole:]
         samples = np.frombuffer(raw, dtype=_LE16, count=whole // 2).astype(np.int16, copy=False)

@@ -414,7 +414,12 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
                     if part.text:
                         r.text(part.text)
                     if part.inline_data is not None:
-                        r.audio(part.inline_data)
+                        try:
+                            r.audio(part.inline_data)
+                        except ValueError as exc:
+                            # One bad chunk is dropped, and said; the response goes on with the next.
+                            self._error("upstream_protocol_error", f"Gemini sent an audio chunk the relay "
+                                        f"dropped: {exc}", kind="server_error")
                 if sc.output_transcription is not None and sc.output_transcription.text:
                     r.transcript(sc.output_transcription.text)
         if msg.tool_call is not None:
