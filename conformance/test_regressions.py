@@ -33,7 +33,11 @@ class Session:
 
     def send(self, event: dict[str, Any] | bytes) -> list[dict[str, Any]]:
         frame = event if isinstance(event, bytes) else orjson.dumps(event)
-        eid = event.get("event_id") if isinstance(event, dict) else None
+        try:
+            data = event if isinstance(event, dict) else orjson.loads(event)
+        except orjson.JSONDecodeError:
+            data = None
+        eid = data.get("event_id") if isinstance(data, dict) else None
         self.out = self.t.client_frame(frame)
         return self.check.feed(self.out, self.t.dialect, echo=eid if isinstance(eid, str) else None)
 
@@ -187,6 +191,7 @@ def test_bad_first_frames_leave_the_dialect_open_until_a_json_object_arrives() -
     small = Session(None, text=False, max_frame_bytes=100)
     err = small.send(orjson.dumps(user("y" * 200, event_id="big")))[0]["error"]
     assert err["code"] == "message_too_large" and small.t.dialect is None
+    assert err["event_id"] == "big"  # found in the frame's head, though the frame is too large to parse
     assert types(s.send({"type": "session.update", "session": {"type": "realtime"}})) == ["session.updated"]
     assert s.t.dialect == "ga"
 

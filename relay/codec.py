@@ -8,6 +8,7 @@ Dialect differences live here, in the unstructure hooks, not in the translator.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import attrs
@@ -87,6 +88,27 @@ def parse_json(frame: str | bytes) -> dict[str, Any]:
 def event_id_of(data: Any) -> str | None:
     eid = data.get("event_id") if isinstance(data, dict) else None
     return eid if isinstance(eid, str) else None
+
+
+# A JSON string value of "event_id", escapes included, up to 512 characters.
+_EVENT_ID = re.compile(r'"event_id"\s*:\s*("(?:[^"\\]|\\.){0,512}")')
+HEAD = 4096  # characters of an oversized event searched for its event_id
+
+
+def event_id_in_head(frame: str | bytes) -> str | None:
+    """The event_id of an event too large to parse, if it comes in its first HEAD characters (clients put it
+    beside `type`, ahead of the payload): so that even that error names the event it refuses."""
+    head = frame[:HEAD]
+    if isinstance(head, bytes):
+        head = head.decode("utf-8", "replace")
+    match = _EVENT_ID.search(head)
+    if match is None:
+        return None
+    try:
+        value = orjson.loads(match.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def structure_client_event(data: dict[str, Any]) -> oa.ClientEvent:

@@ -143,6 +143,7 @@ class Upstream:
         self._creds: Any = None
         self._creds_project: str | None = None
         self._request: Any = None
+        self._quota: str | None = None  # the quota project of the credentials that made the current token
         self._token: str | None = None
         self._deadline = 0.0  # time.monotonic() at which self._token expires
         self._completed = 0  # refreshes finished (or failed) so far; cancelled ones don't count
@@ -210,7 +211,7 @@ class Upstream:
 
     def _current(self, min_left: float) -> tuple[str, str | None] | None:
         if self._token is not None and self._deadline - time.monotonic() > min_left:
-            return self._token, getattr(self._creds, "quota_project_id", None)
+            return self._token, self._quota
         return None
 
     async def _access_token(self) -> tuple[str, str | None]:
@@ -236,7 +237,7 @@ class Upstream:
             self._error = None
             self._completed += 1
             # Even a token with under REFRESH_MARGIN left is the best there is right now.
-            return token, getattr(self._creds, "quota_project_id", None)
+            return token, self._quota
 
     async def _refresh(self) -> str:
         e = self.entry
@@ -249,19 +250,26 @@ class Upstream:
             else:
                 origin = f"vertex_credentials file {e.vertex_credentials}"
             try:
-                self._creds, self._creds_project = await trio.to_thread.run_sync(
-                    _load_credentials, e.vertex_credentials
-                )
-                self._request = await trio.to_thread.run_sync(_make_request)
+                creds, project = await trio.to_thread.run_sync(_load_credentials, e.vertex_credentials)
+                request = await trio.to_thread.run_sync(_make_request)
             except Exception as exc:
                 raise UpstreamAuthError(
                     f"could not load Google credentials for model {e.model_name} from {origin}: "
                     f"{type(exc).__name__}: {scrub(str(exc), secrets)}"
                 ) from None
+            # Both at once: a session cancelled between the two would leave credentials without their transport
+            # (every later refresh then failed with "'NoneType' object is not callable").
+            self._creds, self._creds_project, self._request = creds, project, request
+        creds = self._creds
         try:
             # Abandoned if cancelled (a session that ends, the start-up check's deadline): a stuck token request
             # must not hold up the cancellation for the HTTP timeout.
-            await trio.to_thread.run_sync(self._creds.refresh, self._request, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(creds.refresh, self._request, abandon_on_cancel=True)
+        except trio.Cancelled:
+            # The abandoned thread goes on refreshing these credentials; the next refresh must not share the object
+            # (or its HTTP session) with it, so it loads its own.
+            self._creds = self._request = None
+            raise
         except Exception as exc:
             from google.auth.exceptions import TransportError
 
@@ -269,9 +277,10 @@ class Upstream:
                 f"could not get a Google access token for model {e.model_name}: "
                 f"{type(exc).__name__}: {scrub(str(exc), secrets)}", unreachable=isinstance(exc, TransportError)
             ) from None
-        token = self._creds.token
+        token = creds.token
         if not token:
             raise UpstreamAuthError(f"could not get a Google access token for model {e.model_name}: none returned")
         self._token = token
-        self._deadline = time.monotonic() + _seconds_left(self._creds)
+        self._deadline = time.monotonic() + _seconds_left(creds)
+        self._quota = getattr(creds, "quota_project_id", None)
         return token

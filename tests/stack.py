@@ -120,7 +120,7 @@ class Stack:
             self._cancel = cancel
             async with trio.open_nursery() as nursery:
                 options = EmulatorOptions(
-                    **{"bearer_token": self.tokens.token, "api_key": "studio-test-key", **self.emulator_options}
+                    **{"bearer_token": self.tokens.issued, "api_key": "studio-test-key", **self.emulator_options}
                 )
                 self.emulator = Emulator(options)
                 self.emulator_port = await nursery.start(self.emulator.serve, "127.0.0.1", 0)

@@ -51,6 +51,11 @@ class TokenServer:
         """The token handed out most recently (or the one the next request will get, before any)."""
         return f"{self.prefix}{max(self._counter, 1)}"
 
+    def issued(self, token: str) -> bool:
+        """Whether this endpoint handed out `token` (for an emulator that takes any of them)."""
+        prefix, _, number = token.partition(self.prefix)
+        return not prefix and number.isdigit() and 0 < int(number) <= self._counter
+
     def __enter__(self) -> TokenServer:
         owner = self
 

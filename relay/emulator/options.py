@@ -6,6 +6,8 @@ server that owns them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 __all__ = ["DEFAULT_OPTIONS", "EmulatorOptions"]
@@ -15,8 +17,9 @@ __all__ = ["DEFAULT_OPTIONS", "EmulatorOptions"]
 class EmulatorOptions:
     """How the emulator authenticates, paces its replies, detects speech and ages its sessions."""
 
-    #: If set, Vertex-path requests must carry ``Authorization: Bearer <token>``.
-    bearer_token: str | None = None
+    #: If set, Vertex-path requests must carry ``Authorization: Bearer <token>``; a function instead of a string
+    #: decides which tokens are good (an embedding test whose token endpoint issues a fresh one per request).
+    bearer_token: str | Callable[[str], bool] | None = None
     #: If set, AI-Studio-path requests must carry ``x-goog-api-key`` or ``?key=`` equal to it.
     api_key: str | None = None
     #: Words per streamed text or transcription chunk.

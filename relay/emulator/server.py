@@ -382,7 +382,9 @@ class Emulator(Registry):
             if token is None:
                 return True
             scheme, _, value = headers.get("authorization", "").partition(" ")
-            return scheme.lower() == "bearer" and value.strip() == token
+            if scheme.lower() != "bearer":
+                return False
+            return token(value.strip()) if callable(token) else value.strip() == token
         key = self.options.api_key
         if key is None:
             return True

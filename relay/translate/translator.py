@@ -100,6 +100,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         try:
             if len(frame) > self._max_frame:
                 self.oversized += 1
+                event_id = codec.event_id_in_head(frame)
                 raise ClientError(
                     "message_too_large",
                     f"The event is {len(frame)} bytes; the limit is {self._max_frame} bytes.",
@@ -115,7 +116,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     def refuse_frame(self, frame: str | bytes, code: str, message: str) -> Output:
         """A client event the shell will not take (a limit it enforces): an `error` naming its event_id."""
-        event_id = None
+        event_id = codec.event_id_in_head(frame)
         if len(frame) <= self._max_frame:
             try:
                 event_id = codec.event_id_of(codec.parse_json(frame))

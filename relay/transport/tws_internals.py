@@ -171,6 +171,11 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
                         and not ws._message_parts and len(event.data) <= limit:
                     await deliver(event.data if kind is TextMessage else bytes(event.data))
                 elif kind in HANDLERS:
+                    if kind is CloseConnection and proto.state is ConnectionState.OPEN:
+                        # wsproto reports a frame it cannot parse (invalid UTF-8, a bad opcode...) as a close from
+                        # the peer, and trio-websocket then ends the TCP connection without a word; RFC 6455
+                        # 7.1.7 asks for a close frame with the code first, so the client learns why.
+                        await ws._send(CloseConnection(code=event.code, reason=event.reason))
                     await getattr(ws, HANDLERS[kind])(event)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # from channel.send, as above
