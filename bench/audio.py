@@ -53,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest p99 the server may add to the direct floor (default: 50)")
     parser.add_argument("--per-generator", type=int, default=100, metavar="M",
                         help="sessions per load generator process (default: 100)")
-    parser.add_argument("--compare", type=int, nargs="*", default=[20, 75, 150], metavar="N",
+    parser.add_argument("--compare", type=int, nargs="*", default=[75, 150], metavar="N",
                         help="session counts at which every server that carried them is measured, for the CPU per "
-                             "chunk at equal N (default: 20 75 150; none with --sessions)")
+                             "chunk at equal N (default: 75 150; none with --sessions)")
 
 
 class Floors:

@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for outstanding echoes after the last send (default: 1)")
     parser.add_argument("--start", type=int, default=20, help="first N of the search (default: 20)")
     parser.add_argument("--max-sessions", type=int, default=400, help="largest N the search tries (default: 400)")
-    parser.add_argument("--search-seconds", type=float, default=70.0,
-                        help="time budget of each search (default: 70)")
+    parser.add_argument("--search-seconds", type=float, default=50.0,
+                        help="time budget of each search (default: 50)")
     parser.add_argument("--added-p99-ms", type=float, default=50.0,
                         help="largest p99 the relay may add to the direct floor (default: 50)")
     parser.add_argument("--per-generator", type=int, default=100, metavar="M",
