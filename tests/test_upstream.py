@@ -358,3 +358,42 @@ def test_scrub() -> None:
     )
     assert scrub("the password is hunter2", ("hunter2",)) == "the password is [redacted]"
     assert len(scrub("x" * 2000)) < 600
+
+
+async def test_a_session_cancelled_while_credentials_load_leaves_the_model_usable(tmp_path: Path,
+                                                                                  ts: TokenServer) -> None:
+    """Found by the hostile-client fuzzer: a session cancelled while the service-account file was being read
+    left credentials without their HTTP transport, and every later token refresh of that model failed with
+    "'NoneType' object is not callable".  The file is a FIFO here, so the read waits until the test writes."""
+    import os
+    import threading
+
+    key = Path(write_service_account(tmp_path / "sa.json", ts.url)).read_text()
+    fifo = tmp_path / "sa-fifo.json"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as pipe:  # blocks until the relay opens the FIFO to read it
+            pipe.write(key)
+
+    up = Upstream(vertex(str(fifo)))
+    with trio.move_on_after(0.2) as scope:
+        # The read blocks in a worker thread; the cancel lands while it does, and takes effect right after.
+        timer = threading.Timer(0.5, feed)
+        timer.daemon = True  # a writer nobody reads from must not keep the test process alive
+        timer.start()
+        await up.target()
+    assert scope.cancelled_caught
+    threading.Thread(target=feed, daemon=True).start()
+    target = await up.target()  # the next session: loads the file again, with a transport of its own
+    assert ts.issued(str(header(target, "Authorization")).removeprefix("Bearer "))
+
+
+async def test_an_abandoned_token_refresh_does_not_share_its_credentials(sa: str, ts: TokenServer) -> None:
+    ts.delay = 0.5  # the token endpoint stalls: the first refresh is cancelled and abandoned while it waits
+    up = Upstream(vertex(sa))
+    with trio.move_on_after(0.1):
+        await up.target()
+    ts.delay = 0.0
+    target = await up.target()
+    assert ts.issued(str(header(target, "Authorization")).removeprefix("Bearer "))
