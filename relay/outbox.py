@@ -12,10 +12,6 @@ from relay.translate import Close
 MAX_BATCHES = 65536
 
 
-def _abort(_: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.SUCCEEDED
-
-
 class Outbox:
     """Batches of encoded messages on their way to one socket, in order.
 
@@ -103,14 +99,17 @@ class Outbox:
             if self._finished:
                 return None
             self._waiter = trio.lowlevel.current_task()
-            try:
-                await trio.lowlevel.wait_task_rescheduled(_abort)
-            finally:
-                self._waiter = None
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         messages, size = self._messages, self._size
         self._messages, self._size, self._batches = [], 0, 0
         self._writing, self._oldest = self._oldest, 0.0
         return messages, size
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        # Cancelled: trio reschedules the writer itself, so a put or finish before it runs must not (trio refuses a
+        # second reschedule, and that error ended the relay's shutdown).
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def written(self, size: int) -> None:
         self.pending -= size

@@ -163,6 +163,9 @@ class Session:
                         self._deadlines.cancel(expiry)  # type: ignore[union-attr]
                 nursery.cancel_scope.cancel()
         finally:
+            # The server may still list this session for a moment (it closes the client socket next): a drain
+            # that reaches it now has nothing to start tasks in.
+            self._nursery = None
             if self._link is not None:
                 self._link.closing = True
             self._stats.client_backlog_peak = max(self._stats.client_backlog_peak, self._outbox.peak)
@@ -252,7 +255,13 @@ class Session:
             return
         log.info("%s closing the client: the relay is shutting down", self._label)
         self._outbox.finish(Close(1001, "going away"))
-        self._nursery.start_soon(self._overflow_deadline)
+        try:
+            self._nursery.start_soon(self._overflow_deadline)
+        except RuntimeError:
+            # Its tasks have all ended and run() is about to return (trio closes a nursery before its owner
+            # resumes): the session is over, there is nothing left to time.  This crashed the relay's shutdown.
+            pass
+
     def _client_overflow(self) -> None:
         assert self._nursery is not None
         self._overflowed = True

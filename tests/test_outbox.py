@@ -72,3 +72,15 @@ async def test_a_cancelled_take_leaves_the_outbox_usable() -> None:
         await box.take()
     box.put([b"after"])
     assert await box.take() == ([b"after"], 5)
+
+
+async def test_finish_after_the_writer_was_cancelled_but_before_it_ran() -> None:
+    """Found by the storm test: a drain's finish() reached an outbox whose parked writer had just been cancelled
+    (scheduled to resume, not yet run); waking it again raised inside trio and ended the relay's shutdown."""
+    box = Outbox(100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(box.take)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # the writer is now scheduled to resume with Cancelled
+        box.finish()  # before it runs
+        box.put([b"late"])
