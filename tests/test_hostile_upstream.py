@@ -82,6 +82,8 @@ PLAYS: dict[str, list[str | bytes]] = {
 
 
 def _play(ws: ServerConnection) -> None:
+    # A send the relay no longer reads (the 50 MiB frame it refused) must end, not hold the server's shutdown.
+    ws.socket.settimeout(10)
     try:
         first = json.loads(ws.recv())
         assert "setup" in first
