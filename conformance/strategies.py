@@ -368,3 +368,15 @@ def upstream_faults(garbage: list[bytes]) -> S[tuple[str, int | None, Any]]:
         st.tuples(st.just("garbage"), st.none(), st.sampled_from(garbage)),
         st.tuples(st.just("stalled"), st.none(), st.sampled_from([0.5, 60.0])),
     )
+
+
+def json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and indexes) into a JSON value, its root left out: where a mutation can go."""
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += json_paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            out += json_paths(child, (*prefix, i))
+    return out

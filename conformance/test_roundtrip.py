@@ -81,22 +81,11 @@ def _structure_or_client_error(data: dict[str, Any]) -> None:
         assert isinstance(event, oa.CLIENT_EVENTS[data["type"]])
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, child in value.items():
-            out += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            out += _paths(child, (*prefix, i))
-    return out
-
-
 @st.composite
 def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
     """A valid client event with one node replaced by arbitrary JSON, or one object key removed."""
     wire = orjson.loads(orjson.dumps(cs.to_wire(draw(cs.client_events()))))
-    path = draw(st.sampled_from(_paths(wire)))
+    path = draw(st.sampled_from(cs.json_paths(wire)))
     parent = wire
     for key in path[:-1]:
         parent = parent[key]

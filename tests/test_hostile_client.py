@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from conformance.strategies import json_paths
 from tests.clients import raw
 from tests.schemas import validate_openai
 from tests.stack import MASTER_KEY, Stack, stack_fixture
@@ -53,22 +54,11 @@ WRONG = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=F
                   st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), st.just("x" * 5000))
 
 
-def _paths(value: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [here] if here else []
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            found += _paths(inner, (*here, key))
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            found += _paths(inner, (*here, index))
-    return found
-
-
 @st.composite
 def broken_events(draw: st.DrawFn) -> str:
     """A valid event with one field replaced by a value of another type, removed, or joined by an unknown one."""
     event = json.loads(json.dumps(draw(st.sampled_from(VALID))))
-    path = draw(st.sampled_from(_paths(event)))
+    path = draw(st.sampled_from(json_paths(event)))
     parent = event
     for key in path[:-1]:
         parent = parent[key]
