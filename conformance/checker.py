@@ -213,6 +213,9 @@ class Checker:
         self.setups: list[dict[str, Any]] = []
         self.queued_turns = 0  # turns requested while the setup was in flight
         self.activity_open = False  # realtimeInput.activityStart sent on this connection, activityEnd not yet
+        # toolResponses sent whose continuation no response has claimed yet: Gemini answers a toolResponse by
+        # itself, so the response.create after function_call_output opens a response without sending a turn.
+        self.continuations = 0
         self.speech_item: str | None = None
         self.input_transcripts: dict[str, list[str]] = {}
         self.ledger = Ledger()
@@ -262,8 +265,13 @@ class Checker:
         elif requested and created and self.upstream == "setup_sent":
             assert turns == 0
             self.queued_turns += created
+        elif requested:
+            claimed = created - turns  # responses that adopt Gemini's continuation of a toolResponse
+            assert 0 <= claimed <= self.continuations, f"{created} responses, {turns} turns sent"
+            self.continuations -= claimed
         else:
-            assert turns == (created if requested else 0), f"{created} responses, {turns} turns sent"
+            assert turns == 0, f"{turns} turns sent with no response asked for"
+            self.continuations = max(0, self.continuations - created)  # Gemini's continuation opened its own
         assert self.active is None or self.upstream != "none", "a response is active with no upstream"
         # A response created in the Output that switches is the next connection's (its turn is queued, see above).
         assert not switched or self.active is None or self.active is not active_before, (
@@ -280,6 +288,11 @@ class Checker:
             return int(bool(cc.get("turnComplete")))
         if "contextUpdate" in message:
             return 0  # a live instructions/tools change: no generation
+        if "toolResponse" in message:
+            responses = message["toolResponse"]["functionResponses"]
+            assert responses and all(r["name"] and isinstance(r["response"], dict) for r in responses), message
+            self.continuations += 1
+            return 0
         ri = message.get("realtimeInput")
         assert ri is not None and len(ri) == 1, f"one field per realtimeInput: {message}"
         if "activityStart" in ri or "activityEnd" in ri:
@@ -321,6 +334,7 @@ class Checker:
             self.ledger.discard()
             self.upstream = "none"
             self.queued_turns = 0
+            self.continuations = 0  # the relay forgets a dead connection's tool calls
 
     def _on_response_created(self, ev: dict[str, Any]) -> None:
         r = ev["response"]

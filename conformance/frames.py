@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import orjson
+
 from conformance.checker import name_of
 from relay.events import gemini as gm
 
@@ -67,8 +69,13 @@ def response_side(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         e for e in events
         if e["type"] not in INPUT_SIDE
-        and not (name_of(e) in ("conversation.item.created", "conversation.item.done") and e["item"]["role"] == "user")
+        and not (name_of(e) in ("conversation.item.created", "conversation.item.done") and client_side(e["item"]))
     ]
+
+
+def client_side(item: dict[str, Any]) -> bool:
+    """A user message or a function_call_output: an item of the client's, not of a response."""
+    return item.get("role") == "user" or item["type"] == "function_call_output"
 
 
 def deltas(events: list[dict[str, Any]], name: str) -> list[str]:
@@ -125,6 +132,15 @@ def visible_output(content: gm.ServerContent) -> tuple[str, list[str]]:
     if content.output_transcription and content.output_transcription.text:
         text += content.output_transcription.text
     return text, [p.inline_data.data for p in parts if p.inline_data and p.inline_data.data]
+
+
+def function_response_body(output: str) -> dict[str, Any]:
+    """What Gemini gets for a function_call_output's `output`: a JSON object as it is, anything else wrapped."""
+    try:
+        value = orjson.loads(output) if output else ""
+    except orjson.JSONDecodeError:
+        value = output
+    return value if isinstance(value, dict) else {"output": value}
 
 
 def speaks(response: dict[str, Any]) -> bool:

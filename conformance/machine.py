@@ -54,6 +54,11 @@ class ClientSide(RuleBasedStateMachine):
         self.updates = 0  # live session.updates, so that every instruction differs
         self.touched = False  # a session.update was accepted: every setup follows the session
         self.switch_at: int | None = None  # a switch was asked for while this many Connects had been seen
+        self.open_calls: dict[str, str] = {}  # call_id → name of Gemini's function calls the client has not answered
+        self.absorbing = False  # a toolResponse went upstream: the next response.create may adopt the continuation
+        self.waiting: dict[str, str | None] = {}  # call_id → Gemini id: calls of the open tool turn still unanswered
+        self.continuing = False  # a toolResponse went upstream and Gemini has not answered it yet
+        self.answers = 0
 
     # ------------------------------------------------------------ plumbing
 
@@ -76,6 +81,8 @@ class ClientSide(RuleBasedStateMachine):
         for frame in out.client:
             assert cs.THOUGHT_MARK.encode() not in frame, f"a thought part reached the client: {frame!r}"
         self.last_out = out
+        if any("toolResponse" in m for m in out.upstream):
+            self.absorbing = self.continuing = True
         kw.setdefault("echo", None)  # errors not caused by a client frame carry no event_id
         events = self.check.feed(out, self.t.dialect, **kw)
         if out.connect is not None:
@@ -107,7 +114,16 @@ class ClientSide(RuleBasedStateMachine):
     def at_boundary(self) -> bool:
         """The turn boundary of the brief, from the model: ready, nothing owed, every turn covered by a handle."""
         return (self.check.upstream == "ready" and self.check.active is None and not self.discarding
-                and self.check.ledger.covered)
+                and self.check.ledger.covered and not self.tool_turn())
+
+    def tool_turn(self) -> bool:
+        """Gemini waits for the answers to its calls, or has them and owes its continuation."""
+        return bool(self.waiting) or self.continuing
+
+    def tools_forgotten(self) -> None:
+        """The relay dropped its tool state (the connection failed, or closed in a tool turn)."""
+        self.waiting.clear()
+        self.continuing = self.absorbing = False
 
     def asked_switch(self, connects: int, boundary: bool) -> None:
         """Bookkeeping after an input that asks for a switch (`connects`, `boundary`: as before that input)."""
@@ -244,6 +260,31 @@ class ClientSide(RuleBasedStateMachine):
         self.had_user_input = True
         self.maybe_held = False
 
+    @precondition(lambda self: self.open_calls)
+    @rule(data=st.data(), output=cs.texts | cs.json_objects.map(lambda o: orjson.dumps(o).decode()), eid=cs.event_ids)
+    def function_call_output(self, data: st.DataObject, output: str, eid: str | None) -> None:
+        """The client answers one of Gemini's calls: live while its connection lives, else history."""
+        call_id = data.draw(st.sampled_from(sorted(self.open_calls)))
+        # every answer differs, so that the ledger tells a resent toolResponse from an equal answer of another turn
+        self.answers += 1
+        output = f"{output} #{self.answers}" if not output.startswith("{") else output[:-1] + f', "#": {self.answers}}}'
+        output = output.replace("{, ", "{")
+        name = self.open_calls.pop(call_id)
+        self.waiting.pop(call_id, None)
+        item = oa.Item(type="function_call_output", call_id=call_id, output=output, name=name)
+        known = any(i.get("call_id") == call_id for i in self.check.items.values())
+        self.created(item)  # before the frame, as a history turn may leave in this very Output (an upper bound)
+        events = self.client(cs.to_wire(oa.ConversationItemCreate(item=attrs.evolve(item, name=None), event_id=eid)))
+        if types(events) == ["error"]:
+            # only an answer to a call the relay forgot (its connection failed) whose item was deleted
+            assert not known and events[0]["error"]["code"] == "invalid_value", events
+            return
+        n = len(self.item_events())
+        assert types(events[:n]) == self.item_events() and response_side(events[n:]) == []
+        bodies = [a["response"] for m in self.last_out.upstream for a in m.get("toolResponse", {}).get(
+            "functionResponses", ()) if a["name"] == name]
+        assert not bodies or fr.function_response_body(output) in bodies, "a toolResponse without this answer"
+
     @rule(item=cs.message_items("system") | cs.message_items("assistant") | cs.message_items("assistant", ga=True),
           eid=cs.event_ids)
     def other_item(self, item: oa.Item, eid: str | None) -> None:
@@ -265,7 +306,12 @@ class ClientSide(RuleBasedStateMachine):
         assert types(events[:n]) == self.item_events()
         assert events[0]["item"]["content"] == [{"type": "input_text", "text": text}]
         rest = response_side(events[n:])
-        if active is not None:
+        if self.absorbing and not text:
+            # no turn to send: this response may adopt Gemini's continuation of the tool outputs (see response_create)
+            self.absorbing = False
+            self.continuing = self.continuing and active is not None
+            assert types(rest) in ([], ["response.created"])
+        elif active is not None:
             assert types(rest) == ["error"]
             assert rest[0]["error"]["code"] == "conversation_already_has_active_response"
         elif not self.discarding:
@@ -286,8 +332,15 @@ class ClientSide(RuleBasedStateMachine):
         if isinstance(note, str) and note and self.check.upstream != "none":
             # Per-response instructions reach Gemini as a note turn of the relay's own making.
             self.check.ledger.created[orjson.dumps(instructions_note(note), option=orjson.OPT_SORT_KEYS).decode()] += 1
+        absorbing, self.absorbing = self.absorbing, False
+        if absorbing and active is None:
+            self.continuing = False  # adopted: Gemini's continuation is this response's output
         events = response_side(self.client(with_id(event, eid)))
-        if active is not None:
+        if absorbing:
+            # Gemini answers the tool outputs by itself: this response adopts that answer (created now, or
+            # nothing when the answer already opened its own response), or it is refused or held as any other.
+            assert types(events) in ([], ["response.created"], ["error"])
+        elif active is not None:
             assert types(events) == ["error"]
             assert events[0]["error"]["code"] == "conversation_already_has_active_response"
         elif types(events) == ["error"] and set(params or ()) & PER_CONNECTION:
@@ -354,7 +407,7 @@ class ClientSide(RuleBasedStateMachine):
             got = events[0]["item"]
             assert got["id"] == item_id
             # an item still streaming has grown since it was announced; a finished one has not
-            finished = item.get("status") != "in_progress"
+            finished = item.get("status") != "in_progress" and "content" in item
             if finished and all(p["type"] in ("input_text", "text", "output_text") for p in item.get("content", [])):
                 assert got["content"] == item["content"], "retrieve returns the item as it was last announced"
 

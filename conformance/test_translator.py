@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
@@ -28,6 +29,8 @@ ready = precondition(lambda self: self.check.upstream == "ready")
 class TranslatorMachine(ClientSide):
     """`ClientSide` plus Gemini's rules."""
 
+    tool_calls = 0  # toolCall messages sent, so that every Gemini call id differs
+
     # ------------------------------------------------------------ upstream: Gemini output
 
     @precondition(lambda self: self.check.upstream == "setup_sent")
@@ -39,7 +42,7 @@ class TranslatorMachine(ClientSide):
     def model_output(self, content: gm.ServerContent, usage: gm.UsageMetadata | None = None) -> list[dict[str, Any]]:
         active, discarding = self.check.active, self.discarding
         events = self.upstream(gm.ServerMessage(server_content=content, usage_metadata=usage), requested=discarding)
-        self.swallow = False
+        self.swallow = self.continuing = False
         if discarding:
             assert types(response_side(events)) in ([], ["response.created"]), "a cancelled turn's output is dropped"
             return events
@@ -55,6 +58,54 @@ class TranslatorMachine(ClientSide):
             assert "".join(deltas(events, "response.text.delta")) == text
             assert not deltas(events, "response.audio.delta")
         return events
+
+    @ready
+    @rule(calls=st.lists(st.tuples(cs.names, st.none() | cs.json_objects), min_size=1, max_size=3),
+          gemini_ids=st.booleans())
+    def tool_call(self, calls: list[tuple[str, dict[str, Any] | None]], gemini_ids: bool) -> None:
+        """Gemini calls functions: they end the response (opened for them if none is active) as function_call
+        items, and Gemini's turnComplete, if it sends one, ends nothing more."""
+        self.tool_calls += 1
+        fcs = [gm.FunctionCall(id=f"fc-{self.tool_calls}-{i}" if gemini_ids else None, name=name, args=args)
+               for i, (name, args) in enumerate(calls)]
+        discarding = self.discarding
+        events = response_side(self.upstream(gm.ServerMessage(tool_call=gm.ToolCall(function_calls=fcs)),
+                                             requested=discarding))
+        self.continuing = False
+        if discarding:
+            assert types(events) in ([], ["response.created"]), "a cancelled turn's calls are dropped"
+            return
+        self.swallow = True
+        done = events[-1]
+        assert done["type"] == "response.done" and done["response"]["status"] == "completed"
+        assert self.check.active is None
+        made = [i for i in done["response"]["output"] if i["type"] == "function_call"][-len(calls):]
+        # calls without Gemini ids that repeat a name and arguments are one call (a model's duplicate)
+        want = [(n, a or {}) for n, a in calls]
+        if not gemini_ids:
+            want = list(dict.fromkeys((n, orjson.dumps(a).decode()) for n, a in want))
+            want = [(n, orjson.loads(a)) for n, a in want]
+            made = made[-len(want):]
+        assert [(i["name"], orjson.loads(i["arguments"])) for i in made] == want
+        assert len({i["call_id"] for i in made}) == len(made), "call ids are unique"
+        self.open_calls.update((i["call_id"], i["name"]) for i in made)
+        gemini = {f.id for f in fcs}
+        self.waiting.update((i["call_id"], i["call_id"] if i["call_id"] in gemini else None) for i in made)
+
+    @ready
+    @rule(data=st.data())
+    def tool_call_cancellation(self, data: st.DataObject) -> None:
+        """Gemini withdraws calls (the user spoke): nothing for the client to see; an output for them is
+        acknowledged as an item and not sent."""
+        known = [c for c in self.open_calls if c.startswith("fc-")]
+        ids = data.draw(st.lists(st.sampled_from(known) | cs.client_ids, min_size=1, max_size=3) if known
+                        else st.lists(cs.client_ids, min_size=1, max_size=2))
+        events = self.upstream(gm.ServerMessage(tool_call_cancellation=gm.ToolCallCancellation(ids=ids)),
+                               requested=False)
+        assert response_side(events) == []
+        for call_id, gemini_id in list(self.waiting.items()):
+            if gemini_id in ids:
+                del self.waiting[call_id]
 
     @ready
     @rule(turn=cs.model_turns)
@@ -73,6 +124,9 @@ class TranslatorMachine(ClientSide):
     def turn_complete(self, reason: str | None, usage: gm.UsageMetadata | None, final: gm.Content | None) -> None:
         content = gm.ServerContent(model_turn=final, turn_complete=True, turn_complete_reason=reason)
         discarding = self.discarding
+        if self.continuing and final is None:
+            self.absorbing = False  # the continuation ended with nothing: a response.create is a new generation
+        self.continuing = False
         if final is not None:
             events = self.model_output(content, usage)
         else:
@@ -104,6 +158,8 @@ class TranslatorMachine(ClientSide):
     @rule()
     def interrupted(self) -> None:
         active, discarding = self.check.active, self.discarding
+        if self.continuing:
+            self.absorbing = self.continuing = False
         events = response_side(self.upstream(gm.ServerMessage(server_content=gm.ServerContent(interrupted=True)),
                                              requested=discarding))
         self.discarding, self.swallow = False, True
@@ -176,8 +232,13 @@ class TranslatorMachine(ClientSide):
         # A resume while a cancelled turn streams releases a response.create queued behind it.
         events = self.feed(self.t.upstream_closed(code, reason), requested=resumes and self.discarding)
         if not resumes:
+            self.tools_forgotten()
             return events
-        assert len(self.check.connects) == connects + 1 and self.check.connects[-1].resume
+        # A tool turn does not outlive its connection: the calls are history on a fresh session.
+        fresh = self.tool_turn()
+        if fresh:
+            self.tools_forgotten()
+        assert len(self.check.connects) == connects + 1 and self.check.connects[-1].resume != fresh
         assert self.check.upstream == "setup_sent"
         side = response_side(events)
         if active is None and self.discarding:
@@ -232,6 +293,7 @@ class TranslatorMachine(ClientSide):
             assert done["type"] == "response.done" and done["response"]["id"] == active["id"]
             assert done["response"]["status"] == "failed"
         assert self.check.active is None and self.check.upstream == "none"
+        self.tools_forgotten()
         assert not self.t.awaiting_model
         self.discarding = False
 
@@ -258,7 +320,7 @@ class TranslatorMachine(ClientSide):
                 self.model_output(gm.ServerContent(model_turn=gm.Content(role="model", parts=[gm.Part(text=chunk)])))
         self.turn_complete(reason, usage, None)
         events = [e for e in response_side(self.check.events[start:]) if name_of(e) != "conversation.item.created"
-                  or e["item"]["role"] == "assistant"]
+                  or e["item"].get("role") == "assistant"]
         assert fr.lifecycle(events) == fr.expected_lifecycle(speaks(response), self.t.dialect or "beta")
         part = events[-1]["response"]["output"][0]["content"][0]
         assert part.get("text", part.get("transcript")) == "".join(chunks)

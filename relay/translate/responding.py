@@ -29,18 +29,21 @@ class Responding:
                 "invalid_type", "Invalid type for 'response.metadata': expected a map of strings to strings.",
                 "response.metadata",
             )
+        # Validate the overrides the same way session.update does, without applying them (a response.create that
+        # adopts a tool continuation is checked as any other).
+        probe = attrs.evolve(self.session, kept={})
+        apply_beta(probe, session_fields(params), "response")
+        active = self._response is not None and not self._response.finished
+        if not active:
+            self._check_overrides(params, probe)
         if self._adopt_continuation(params):
             return
-        if self._response is not None and not self._response.finished:
+        if active:
             raise ClientError(
                 "conversation_already_has_active_response",
                 f"Conversation already has an active response in progress: {self._response.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
-        # Validate the overrides the same way session.update does, without applying them.
-        probe = attrs.evolve(self.session, kept={})
-        apply_beta(probe, session_fields(params), "response")
-        self._check_overrides(params, probe)
         note = params.get("instructions")
         if self._upstream != UPSTREAM_NONE and isinstance(note, str) and note and note != self.session.instructions:
             params = {**params, NOTE: note}  # the first response shapes setup instead: its instructions are in it

@@ -21,6 +21,8 @@ from relay.translate.schema import to_gemini_schema
 
 log = logging.getLogger("relay.translate")
 
+WITHDRAWN_KEPT = 64  # ids of withdrawn calls remembered after their tool turn ended
+
 
 @attrs.define
 class Call:
@@ -36,6 +38,9 @@ class ToolState:
         self.turn_calls: list[str] = []  # calls of the latest tool turn, in Gemini's order
         self.turn_keys: set[str] = set()  # to drop duplicate calls within a turn (pitfall 7)
         self.outputs: dict[str, dict[str, Any]] = {}  # call_id → functionResponse, not yet sent
+        # Calls Gemini withdrew, of tool turns already over: a late output for one is still ignored rather than
+        # sent as history.  Bounded (oldest dropped), as the calls of finished turns are forgotten.
+        self.withdrawn: dict[str, None] = {}
         self.awaiting_continuation = False  # toolResponse sent, Gemini's answer not started
         # The client's response.create after its outputs belongs to Gemini's continuation, whether
         # that has not started, is streaming, or already finished: it must not start another.
@@ -92,10 +97,31 @@ class ToolCalls:
                     tools.outputs.pop(call_id, None)
                     log.info("function call %s cancelled by Gemini", call_id)
         self._flush_tool_outputs(force=False)
+        if tools.turn_calls and not tools.outputs and not self._waiting_calls():
+            self._end_tool_turn()  # every call withdrawn, nothing to send: the tool turn is over
+
+    def _waiting_calls(self) -> list[str]:
+        tools = self._tools
+        return [c for c in tools.turn_calls if not tools.calls[c].cancelled and not tools.calls[c].answered]
+
+    def _end_tool_turn(self) -> None:
+        """Forget the calls of a tool turn that is over, so that a long session's state does not grow with them."""
+        tools = self._tools
+        for call_id in tools.turn_calls:
+            call = tools.calls.pop(call_id, None)
+            if call is not None and call.cancelled:
+                tools.withdrawn[call_id] = None
+        while len(tools.withdrawn) > WITHDRAWN_KEPT:
+            del tools.withdrawn[next(iter(tools.withdrawn))]
+        tools.turn_calls.clear()
+        tools.turn_keys.clear()
 
     def _function_call_output(self, item: oa.Item) -> bool:
         """A live answer to one of Gemini's calls (True), or history for the next turn (False)."""
         tools = self._tools
+        if item.call_id in tools.withdrawn:
+            log.warning("output for cancelled function call %s ignored", item.call_id)
+            return True
         call = tools.calls.get(item.call_id or "")
         if call is None or call.answered:
             return False
@@ -112,14 +138,13 @@ class ToolCalls:
         """Send the tool turn's outputs as one toolResponse once every live call has one (or when
         the client asks for a response anyway)."""
         tools = self._tools
-        waiting = [c for c in tools.turn_calls if not tools.calls[c].cancelled and not tools.calls[c].answered]
+        waiting = self._waiting_calls()
         if not tools.outputs or (waiting and not force):
             return
         responses = [tools.outputs[c] for c in tools.turn_calls if c in tools.outputs]
         tools.outputs.clear()
         if not waiting:
-            tools.turn_calls.clear()
-            tools.turn_keys.clear()
+            self._end_tool_turn()
         self._ensure_upstream()
         self._send_upstream({"toolResponse": {"functionResponses": responses}})
         tools.awaiting_continuation = True
@@ -133,14 +158,23 @@ class ToolCalls:
         if not tools.create_absorbed or self._pending_turns:
             return False
         tools.create_absorbed = False
-        if tools.awaiting_continuation:
-            tools.awaiting_continuation = False
+        active = self._response is not None and not self._response.finished
+        if tools.awaiting_continuation and not active:
             self._start_response(params, send=False)
+        # else the continuation already streams into a response, or has finished in one: nothing more to start
+        tools.awaiting_continuation = False
         return True
 
     def _continuation_started(self) -> None:
         """Gemini's output after a toolResponse arrived before any response.create."""
         self._tools.awaiting_continuation = False
+
+    def _continuation_ended(self) -> None:
+        """Gemini ended its turn (turnComplete, interrupted) with no output after a toolResponse: a later
+        response.create asks for a new generation instead of waiting for a continuation that will not come."""
+        tools = self._tools
+        if tools.awaiting_continuation:
+            tools.awaiting_continuation = tools.create_absorbed = False
 
 
 def declarations(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -394,6 +394,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         if msg.go_away is not None:
             self._go_away(msg.go_away.time_left)
         sc = msg.server_content
+        if msg.tool_call is not None:
+            self._continuation_started()
         if sc is None:
             if msg.tool_call is not None:
                 self._tool_call(msg.tool_call)
@@ -406,6 +408,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         if sc.input_transcription is not None:
             self._input_transcription(sc.input_transcription)
         if sc.model_turn is not None or sc.output_transcription is not None:
+            self._continuation_started()
             self._swallow_turn_complete = False
             r = self._active_for_output()
             if r is not None:
@@ -427,6 +430,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             self._tool_call(msg.tool_call)
         if msg.tool_call_cancellation is not None:
             self._tool_call_cancellation(msg.tool_call_cancellation)
+        if sc.interrupted or sc.turn_complete:
+            self._continuation_ended()
         if sc.interrupted:
             self._speech_started()  # barge-in: the user is speaking (1.9 E)
             self._interrupted()
