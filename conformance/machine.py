@@ -59,6 +59,7 @@ class ClientSide(RuleBasedStateMachine):
         self.waiting: dict[str, str | None] = {}  # call_id → Gemini id: calls of the open tool turn still unanswered
         self.continuing = False  # a toolResponse went upstream and Gemini has not answered it yet
         self.answers = 0
+        self.turn_keys: set[str] = set()  # the open tool turn's calls, by Gemini id (or name and arguments)
 
     # ------------------------------------------------------------ plumbing
 
@@ -116,6 +117,16 @@ class ClientSide(RuleBasedStateMachine):
         return (self.check.upstream == "ready" and self.check.active is None and not self.discarding
                 and self.check.ledger.covered and not self.tool_turn())
 
+    def adopted(self, events: list[str]) -> None:
+        """A response.create after tool outputs: Gemini answers the outputs by itself, so the response adopts that
+        answer (created now, or nothing when the answer already opened its own response), or it is refused as any
+        other.  A refused one may not have been the adopting one: the next may still adopt."""
+        assert events in ([], ["response.created"], ["error"]), events
+        if events != ["error"]:
+            self.absorbing = False
+            if events == []:
+                self.continuing = False  # adopted by the response Gemini's answer streams (or streamed) into
+
     def tool_turn(self) -> bool:
         """Gemini waits for the answers to its calls, or has them and owes its continuation."""
         return bool(self.waiting) or self.continuing
@@ -123,6 +134,7 @@ class ClientSide(RuleBasedStateMachine):
     def tools_forgotten(self) -> None:
         """The relay dropped its tool state (the connection failed, or closed in a tool turn)."""
         self.waiting.clear()
+        self.turn_keys.clear()
         self.continuing = self.absorbing = False
 
     def asked_switch(self, connects: int, boundary: bool) -> None:
@@ -271,6 +283,8 @@ class ClientSide(RuleBasedStateMachine):
         output = output.replace("{, ", "{")
         name = self.open_calls.pop(call_id)
         self.waiting.pop(call_id, None)
+        if not self.waiting:
+            self.turn_keys.clear()  # the tool turn is over
         item = oa.Item(type="function_call_output", call_id=call_id, output=output, name=name)
         known = any(i.get("call_id") == call_id for i in self.check.items.values())
         self.created(item)  # before the frame, as a history turn may leave in this very Output (an upper bound)
@@ -308,9 +322,7 @@ class ClientSide(RuleBasedStateMachine):
         rest = response_side(events[n:])
         if self.absorbing and not text:
             # no turn to send: this response may adopt Gemini's continuation of the tool outputs (see response_create)
-            self.absorbing = False
-            self.continuing = self.continuing and active is not None
-            assert types(rest) in ([], ["response.created"])
+            self.adopted(types(rest))
         elif active is not None:
             assert types(rest) == ["error"]
             assert rest[0]["error"]["code"] == "conversation_already_has_active_response"
@@ -332,14 +344,9 @@ class ClientSide(RuleBasedStateMachine):
         if isinstance(note, str) and note and self.check.upstream != "none":
             # Per-response instructions reach Gemini as a note turn of the relay's own making.
             self.check.ledger.created[orjson.dumps(instructions_note(note), option=orjson.OPT_SORT_KEYS).decode()] += 1
-        absorbing, self.absorbing = self.absorbing, False
-        if absorbing and active is None:
-            self.continuing = False  # adopted: Gemini's continuation is this response's output
         events = response_side(self.client(with_id(event, eid)))
-        if absorbing:
-            # Gemini answers the tool outputs by itself: this response adopts that answer (created now, or
-            # nothing when the answer already opened its own response), or it is refused or held as any other.
-            assert types(events) in ([], ["response.created"], ["error"])
+        if self.absorbing:
+            self.adopted(types(events))
         elif active is not None:
             assert types(events) == ["error"]
             assert events[0]["error"]["code"] == "conversation_already_has_active_response"

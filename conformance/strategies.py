@@ -279,6 +279,10 @@ blobs = st.builds(gm.Blob, mime_type=st.just("audio/pcm;rate=24000"), data=pcm16
 text_parts = st.builds(gm.Part, text=nonempty_texts)
 thought_parts = st.builds(gm.Part, text=texts.map(lambda t: THOUGHT_MARK + t), thought=st.just(True))
 audio_parts = st.builds(gm.Part, inline_data=blobs)
+# Any byte count, odd ones included: the relay carries the half sample to the next chunk.
+odd_audio_parts = st.builds(gm.Part, inline_data=st.builds(
+    gm.Blob, mime_type=st.just("audio/pcm;rate=24000"),
+    data=st.binary(min_size=1, max_size=17).map(lambda b: base64.b64encode(b).decode())))
 model_turns = st.builds(
     gm.Content, role=st.just("model"), parts=st.lists(text_parts | thought_parts | audio_parts, min_size=1, max_size=3)
 )

@@ -42,6 +42,12 @@ class Session:
         return self.check.feed(self.out, self.t.dialect, echo=eid if isinstance(eid, str) else None)
 
     def gemini(self, message: dict[str, Any], requested: bool = False) -> list[dict[str, Any]]:
+        # the ledger learns of answers and handles first, as the state machine tells it (checker.Ledger)
+        if ("serverContent" in message or "toolCall" in message) and self.check.upstream == "ready":
+            self.check.ledger.answered()
+        upd = message.get("sessionResumptionUpdate")
+        if upd and upd.get("resumable") and upd.get("newHandle") and self.check.upstream == "ready":
+            self.check.ledger.handle(upd["newHandle"])
         flush = "setupComplete" in message and self.check.upstream == "setup_sent"
         if flush:
             self.check.upstream_ready()

@@ -23,7 +23,7 @@ from tests.schemas import validate_gemini
 
 
 class Resuming(Session):
-    """`Session` that tells the ledger about handles and appended audio, as the state machine does."""
+    """`Session` with a ledger that tells appended audio apart, and helpers for handles and closes."""
 
     def __init__(self, manual: bool = False, context_update: bool = False) -> None:
         # Session.__init__ with these caps (it takes none)
@@ -36,14 +36,6 @@ class Resuming(Session):
         # (server VAD is the session default: manual turns must be asked for)
         self.send({"type": "session.update", "session": {"turn_detection": None if manual else {"type": "server_vad"}}})
         self.tag = 0
-
-    def gemini(self, message: dict[str, Any], requested: bool = False) -> list[dict[str, Any]]:
-        if ("serverContent" in message or "toolCall" in message) and self.check.upstream == "ready":
-            self.check.ledger.answered()
-        upd = message.get("sessionResumptionUpdate")
-        if upd and upd.get("resumable") and upd.get("newHandle") and self.check.upstream == "ready":
-            self.check.ledger.handle(upd["newHandle"])
-        return super().gemini(message, requested)
 
     def handle(self, handle: str) -> list[dict[str, Any]]:
         return self.gemini({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})

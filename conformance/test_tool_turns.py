@@ -135,3 +135,33 @@ def test_the_calls_of_finished_tool_turns_are_forgotten() -> None:
             s.send({"type": "conversation.item.delete", "item_id": item_id})
     tools = s.t._tools
     assert len(tools.calls) == 0 and len(tools.withdrawn) <= 64 and not tools.turn_keys and not tools.outputs
+
+
+def test_audio_streamed_in_a_tool_turn_reaches_the_fresh_session_after_a_close() -> None:
+    """A close in a tool turn opens a fresh session (the calls cannot be answered on a resumed one); the audio
+    the client had streamed since the last handle used to be dropped there without a word."""
+    s = Resuming()
+    s.send({"type": "session.update", "session": {"tools": [TOOL]}})
+    s.first_turn("h1")
+    audio = s.append(60)
+    call(s, "g1")
+    s.closed(1000)
+    assert s.out.connect is not None and not s.out.connect.resume
+    s.gemini({"setupComplete": {}})  # the checker's ledger fails here if the appended chunks are missing
+    sent = [m["realtimeInput"]["audio"]["data"] for m in s.out.upstream if "audio" in m.get("realtimeInput", {})]
+    assert sent and audio
+
+
+def test_only_the_first_response_create_after_tool_outputs_adopts_the_continuation() -> None:
+    """Once the continuation has come and another turn has passed, a bare response.create asks Gemini for a new
+    generation rather than waiting for a continuation."""
+    s = tool_session()
+    [c] = call(s, "g1")
+    answer(s, c)
+    s.say("done")  # Gemini's continuation opens its own response
+    s.turn_complete()
+    assert types(s.send({"type": "input_text", "text": "next"}))[-1] == "response.created"
+    s.say("two")
+    s.turn_complete()
+    assert types(s.send({"type": "response.create"})) == ["response.created"]  # once more, please
+    assert [m for m in s.out.upstream if "clientContent" in m or "realtimeInput" in m], "a new generation is asked"

@@ -8,12 +8,13 @@ interruptions, closes and failures, and whole turns end to end.  Every step's Ou
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from conformance import frames as fr
 from conformance import strategies as cs
@@ -30,6 +31,22 @@ class TranslatorMachine(ClientSide):
     """`ClientSide` plus Gemini's rules."""
 
     tool_calls = 0  # toolCall messages sent, so that every Gemini call id differs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio_sent: dict[str, bytes] = {}  # response id → the pcm16 bytes Gemini sent for it
+
+    @invariant()
+    def pcm16_bytes_in_are_bytes_out(self) -> None:
+        """A pcm16 response's audio deltas decode to the bytes Gemini sent for it, less at most one byte of an
+        odd-length chunk held for its sample's other half."""
+        for resp in list(self.audio_sent):
+            sent = self.audio_sent[resp]
+            got = b"".join(base64.b64decode(d) for (r, _, _), log in self.check.parts.items() if r == resp
+                           for d in log.audio)
+            assert sent.startswith(got) and len(sent) - len(got) <= 1, (len(sent), len(got))
+            if self.check.responses.get(resp) != "active":
+                del self.audio_sent[resp]
 
     # ------------------------------------------------------------ upstream: Gemini output
 
@@ -53,7 +70,8 @@ class TranslatorMachine(ClientSide):
         if speaks(response):
             assert "".join(deltas(events, "response.audio_transcript.delta")) == text
             if fr.audio_format(response) == "pcm16":
-                assert deltas(events, "response.audio.delta")[:len(blobs)] == blobs
+                self.audio_sent[response["id"]] = self.audio_sent.get(response["id"], b"") + b"".join(
+                    base64.b64decode(b) for b in blobs)
         else:
             assert "".join(deltas(events, "response.text.delta")) == text
             assert not deltas(events, "response.audio.delta")
@@ -80,12 +98,13 @@ class TranslatorMachine(ClientSide):
         assert done["type"] == "response.done" and done["response"]["status"] == "completed"
         assert self.check.active is None
         made = [i for i in done["response"]["output"] if i["type"] == "function_call"][-len(calls):]
-        # calls without Gemini ids that repeat a name and arguments are one call (a model's duplicate)
-        want = [(n, a or {}) for n, a in calls]
-        if not gemini_ids:
-            want = list(dict.fromkeys((n, orjson.dumps(a).decode()) for n, a in want))
-            want = [(n, orjson.loads(a)) for n, a in want]
-            made = made[-len(want):]
+        # A call that repeats one of the open tool turn (its Gemini id, or with none its name and arguments) is
+        # a model's duplicate, and dropped.
+        keys = [f.id or f"{f.name}:{orjson.dumps(f.args or {}).decode()}" for f in fcs]
+        fresh = [k not in self.turn_keys and k not in keys[:i] for i, k in enumerate(keys)]
+        want = [(f.name, f.args or {}) for f, new in zip(fcs, fresh, strict=True) if new]
+        self.turn_keys.update(keys)
+        made = made[len(made) - len(want):]
         assert [(i["name"], orjson.loads(i["arguments"])) for i in made] == want
         assert len({i["call_id"] for i in made}) == len(made), "call ids are unique"
         self.open_calls.update((i["call_id"], i["name"]) for i in made)
@@ -106,6 +125,8 @@ class TranslatorMachine(ClientSide):
         for call_id, gemini_id in list(self.waiting.items()):
             if gemini_id in ids:
                 del self.waiting[call_id]
+        if not self.waiting:
+            self.turn_keys.clear()
 
     @ready
     @rule(turn=cs.model_turns)
@@ -113,7 +134,7 @@ class TranslatorMachine(ClientSide):
         self.model_output(gm.ServerContent(model_turn=turn))
 
     @ready
-    @rule(blobs=st.lists(cs.audio_parts, min_size=1, max_size=3), transcript=cs.gm_transcriptions)
+    @rule(blobs=st.lists(cs.audio_parts | cs.odd_audio_parts, min_size=1, max_size=3), transcript=cs.gm_transcriptions)
     def model_audio(self, blobs: list[gm.Part], transcript: gm.Transcription) -> None:
         self.model_output(gm.ServerContent(model_turn=gm.Content(role="model", parts=blobs),
                                            output_transcription=transcript))

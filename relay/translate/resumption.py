@@ -173,6 +173,10 @@ class Resumption:
             self._context_turns([{"role": "user", "parts": parts}])
 
     def _context_turns(self, turns: list[dict[str, Any]]) -> None:
+        if self.resumption_handle is None:
+            # Only a resume sends the context; with no handle the next connection is fresh and replays the item
+            # store.  Kept anyway, it would grow for the whole session on a model that never gives a handle.
+            return
         self._context.extend(turns)
         self._context_audio_ms += sum(_audio_turn_ms(t) for t in turns)
         limit = self._log.limit_ms
@@ -238,14 +242,15 @@ class Resumption:
         self._out.upstream = []
         self._open_next([*self._log.take(), *unsent])
 
-    def _open_next(self, resend: list[dict[str, Any]]) -> None:
-        """Ask the shell for the next connection: resumed with the newest handle when there is one, given
-        first what that handle does not cover (the context, then `resend`, realtime input not yet a turn)."""
+    def _open_next(self, resend: list[dict[str, Any]], fresh: str | None = None) -> None:
+        """Ask the shell for the next connection: resumed with the newest handle when there is one (and no
+        `fresh` reason), given first what that handle does not cover (the context, then `resend`, realtime
+        input not yet a turn); else a fresh session given the conversation, then `resend`."""
         self.switches += 1
         self._uncovered = False
         first: list[dict[str, Any]] = []
-        if self.resumption_handle is None:
-            self._fresh_connection("no resumption handle yet")  # its replay holds every turn
+        if self.resumption_handle is None or fresh is not None:
+            self._fresh_connection(fresh or "no resumption handle yet")  # its replay holds every turn
         else:
             self._connect(self.resumption_handle)
             if self._context:
@@ -326,11 +331,14 @@ class Resumption:
             log.info("upstream closed (%s %s) between turns: resuming", code, reason)
         self._switch_reason = None
         if tool_turn:
-            # Calls of the dead connection can no longer be answered there; the local store has them.
+            # Calls of the dead connection can no longer be answered there; the local store has them.  Input not
+            # yet a turn goes to the fresh session too, unless the client was told its response failed.
             self._tools = ToolState()
-            self._reset_input_audio()
-            self.switches += 1
-            self._fresh_connection("a tool turn was open when the connection closed")
+            resend = [] if in_flight else self._log.take()
+            if in_flight:
+                self._log.clear()
+                self._reset_input_audio()
+            self._open_next(resend, fresh="a tool turn was open when the connection closed")
         elif in_flight:
             # The failed turn comes again as context (it is in `_context`); input that was not yet a turn is
             # dropped with it, as after any upstream fault (the client has been told).

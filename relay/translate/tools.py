@@ -155,9 +155,11 @@ class ToolCalls:
         the continuation (True) rather than a new generation."""
         tools = self._tools
         self._flush_tool_outputs(force=True)
-        if not tools.create_absorbed or self._pending_turns:
+        if not tools.create_absorbed:
             return False
-        tools.create_absorbed = False
+        tools.create_absorbed = False  # only the first create after the outputs is the continuation's
+        if self._pending_turns:
+            return False  # it brings a turn of its own: a new generation, which Gemini's continuation joins
         active = self._response is not None and not self._response.finished
         if tools.awaiting_continuation and not active:
             self._start_response(params, send=False)
