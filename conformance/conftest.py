@@ -9,9 +9,11 @@ import os
 
 from hypothesis import settings
 
-settings.register_profile("ci", max_examples=200, deadline=None)
-settings.register_profile("dev", max_examples=50, deadline=None)
-settings.register_profile("long", max_examples=2000, deadline=None)
+# stateful_step_count: the steps of one state machine session (test_translator.py runs twice max_examples
+# sessions): ci 400 sessions of up to 40 steps, long 4,000 of up to 100.
+settings.register_profile("ci", max_examples=200, stateful_step_count=40, deadline=None)
+settings.register_profile("dev", max_examples=50, stateful_step_count=40, deadline=None)
+settings.register_profile("long", max_examples=2000, stateful_step_count=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

@@ -348,6 +348,7 @@ class TranslatorMachine(ClientSide):
 
 
 TestTranslatorSessions = TranslatorMachine.TestCase
-# Twice the profile's example count (dev 100, ci 400, long 4000): one session of 40 steps costs ~50 ms.
-TestTranslatorSessions.settings = settings(max_examples=2 * settings().max_examples, stateful_step_count=40,
-                                           deadline=None)
+# Twice the profile's example count (dev 100, ci 400, long 4000) of its step count (40, 40, 100): one session of
+# 40 steps costs ~50 ms.
+TestTranslatorSessions.settings = settings(max_examples=2 * settings().max_examples,
+                                           stateful_step_count=settings().stateful_step_count, deadline=None)
