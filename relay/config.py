@@ -84,6 +84,9 @@ class Config:
     resume_buffer_seconds: float = 30.0
     # Seconds the websockets transport waits for Gemini's pong (Gemini has answered pings after 8-30 s); 0 = no pings.
     upstream_ping_timeout: float = 60.0
+    # Seconds a client may stay silent before it is pinged, and then before it counts as gone (closed, its session
+    # and Gemini connection ended); 0 = never.  Catches clients that vanished without closing (no FIN).
+    client_keepalive_seconds: float = 20.0
     # Bytes of server events a client may leave unread (about 8 s of 24 kHz audio deltas); past it the client is
     # closed with 1008, so a client that stopped reading cannot make the relay hold its output without limit.
     client_send_buffer: int = 512 * 1024
@@ -159,6 +162,7 @@ class _GeneralSettings:
     response_timeout: Any = None  # a positive number; checked by hand (cattrs would take "60" or True)
     resume_buffer_seconds: Any = None
     upstream_ping_timeout: Any = None
+    client_keepalive_seconds: Any = None
     client_send_buffer: Any = None
     drain_timeout: Any = None
     keys: Any = None
@@ -581,6 +585,7 @@ def _general_settings(
         return None, DEFAULT_TRANSPORT, default_timeout, {}
     numbers: dict[str, Any] = {}
     for name, zero_ok in (("resume_buffer_seconds", False), ("upstream_ping_timeout", True),
+                          ("client_keepalive_seconds", True),
                           ("drain_timeout", True), ("max_events_per_second", True), ("max_session_seconds", True)):
         value = getattr(settings, name)
         if value is None:

@@ -96,7 +96,8 @@ class RelayServer:
     ) -> None:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(partial(self.transport.serve, self.handle, host, port, http_app=self.http,
-                                                reuse_port=self.worker is not None))
+                                                reuse_port=self.worker is not None,
+                                                keepalive=self.config.client_keepalive_seconds or None))
             nursery.start_soon(self._deadlines.run)
             if self.metrics.shared:
                 nursery.start_soon(self._share_metrics)

@@ -11,6 +11,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -290,3 +291,39 @@ def test_a_flood_of_events_is_answered_within_the_rate_and_the_session_goes_on(h
                 raise AssertionError(f"the relay closed the flooded session: {exc}") from None
             if event["type"] == "error" and event["error"].get("event_id") == "probe":
                 break
+
+
+keepalive = stack_fixture("keepalive", general_settings={"client_keepalive_seconds": 1})
+
+
+def test_a_client_that_vanished_without_closing_is_dropped_and_its_session_ended(keepalive: Stack) -> None:
+    """A peer gone without a FIN (pulled cable, NAT timeout) never answers the relay's ping: its session ends
+    instead of holding a Gemini connection until max_session_seconds."""
+    gone = _upgrade(keepalive.port)  # a raw socket: it reads and sends nothing more, so no pong either
+    try:
+        deadline = time.monotonic() + 15
+        while keepalive.server.active_sessions == 0 and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        assert keepalive.server.active_sessions == 1  # type: ignore[union-attr]
+        while keepalive.server.active_sessions and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.1)
+        assert keepalive.server.active_sessions == 0, "the silent client's session is still open"  # type: ignore
+        gone.settimeout(5)
+        received = b""
+        try:
+            while chunk := gone.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        assert b"\x89" in received, "the relay pinged the client first"  # a ping frame's first byte (FIN + 0x9)
+    finally:
+        gone.close()
+
+
+def test_a_quiet_client_that_answers_pings_keeps_its_session(keepalive: Stack) -> None:
+    with ws_connect(keepalive.url(), additional_headers=_headers("ga"), max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        time.sleep(3.5)  # several keepalive periods with nothing to say; the client library answers the pings
+        ws.send(json.dumps({"type": "conversation.item.retrieve", "event_id": "probe", "item_id": "x"}))
+        event = json.loads(ws.recv(timeout=10))
+        assert event["type"] == "error" and event["error"]["event_id"] == "probe"

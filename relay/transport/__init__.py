@@ -26,6 +26,10 @@ MAX_MESSAGE_SIZE = 2 * MAX_EVENT_SIZE
 RECEIVE_BUFFER_SIZE = 64 * 1024
 CONNECT_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0
+# Keepalive: a peer silent this long is pinged, and one silent as long again counts as gone (a client that
+# vanished without a FIN would otherwise hold its session, and its Gemini connection, until max_session_seconds).
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
 
 TransportName = Literal["trio-websocket", "websockets"]
 TRANSPORT_NAMES: tuple[TransportName, ...] = ("trio-websocket", "websockets")

@@ -26,6 +26,7 @@ from relay.transport import (
     CLOSE_TIMEOUT,
     CONNECT_TIMEOUT,
     MAX_MESSAGE_SIZE,
+    PING_INTERVAL,
     RECEIVE_BUFFER_SIZE,
     Handler,
     HandshakeFailed,
@@ -230,11 +231,13 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     http_app: HttpApp | None = None,
     reuse_port: bool = False,
+    keepalive: float | None = PING_INTERVAL,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
     With `http_app`, plain HTTP requests on the same port are answered by it (relay.http); with `reuse_port`,
-    the port is shared with other processes (relay.listen)."""
+    the port is shared with other processes (relay.listen).  `keepalive`: seconds of silence from a client before it
+    is pinged, and then before it counts as gone (closed 1006); None: never."""
 
     async def on_request(request: tws.WebSocketRequest) -> None:
         await handler(TrioWebsocketIncoming(request))
@@ -257,7 +260,7 @@ async def serve(
         async def on_stream(stream: trio.abc.Stream) -> None:
             if http_app is not None and ssl_context is None and await answered_as_http(stream, http_app):
                 return
-            await serve_stream(server, stream)
+            await serve_stream(server, stream, keepalive)
 
         await nursery.start(partial(trio.serve_listeners, on_stream, listeners, handler_nursery=nursery))
         endpoint = server.listeners[0]

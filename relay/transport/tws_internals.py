@@ -13,6 +13,8 @@ connection lacks them falls back to message-by-message sends.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +42,8 @@ from relay.transport.streams import Frames, apply_mask
 
 # trio-websocket's handler of each wsproto event, by name: looked up per event (rare past the handshake: whole
 # messages are delivered by the reader itself) rather than bound into a dict per connection.
+log = logging.getLogger("relay.transport.tws")
+
 HANDLERS = {
     AcceptConnection: "_handle_accept_connection_event",
     BytesMessage: "_handle_message_event",
@@ -128,7 +132,7 @@ class TwsInternals:
         return b"".join(parts)
 
 
-async def reader_task(ws: tws.WebSocketConnection) -> None:
+async def reader_task(ws: tws.WebSocketConnection, keepalive: float | None = None) -> None:
     """trio-websocket's `_reader_task`, event for event, with what it costs per message taken out.
 
     Its reads (trio's receive_some) pass through the scheduler after every read that returns data, on top of
@@ -137,7 +141,10 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
     send_nowait: one wake-up per read whatever it holds.  A full channel still waits (the queue stays
     bounded).  Once the connection is open, whole unfragmented messages are framed by `Frames` (wsproto
     builds an event per frame and decodes text through an incremental decoder); every other frame, and a
-    message in parts or too large, goes to wsproto and trio-websocket's own handlers."""
+    message in parts or too large, goes to wsproto and trio-websocket's own handlers.
+
+    With `keepalive` (seconds), a peer silent that long is pinged, and one silent as long again is gone: the
+    connection is aborted (1006).  Any bytes received count as a sign of life, so a busy peer is never pinged."""
     if ws._initial_request:  # clients send the upgrade request
         try:
             await ws._send(ws._initial_request)
@@ -194,25 +201,54 @@ async def reader_task(ws: tws.WebSocketConnection) -> None:
                 await ws._close_stream()
         return await dispatch()
 
+    async def read() -> bytes:
+        nonlocal ready
+        if sock is None:
+            return await stream.receive_some(size)
+        data = None
+        if ready:
+            # Data may have come while the last read was handled: read without a wait, and let other tasks run
+            # first, as receive_some would, so that a peer that floods cannot hog the loop.
+            await trio.lowlevel.checkpoint()
+            data = _recv(sock, size)
+        while data is None:
+            if sock.fileno() < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            await trio.lowlevel.wait_readable(sock)
+            data = _recv(sock, size)
+        ready = len(data) == size
+        return data
+
+    async def ping() -> bool:
+        """Ping the silent peer; False if the ping could not even be written within the keepalive."""
+        with trio.move_on_after(keepalive or 0):
+            try:
+                await ws._send(Ping(payload=os.urandom(4)))
+            except tws.ConnectionClosed:
+                pass
+            return True
+        return False
+
+    idle_at = trio.current_time() + keepalive if keepalive else math.inf
+    pinged = False
     async with channel:
         await dispatch()
         while ws._reader_running:
             try:
-                if sock is None:
-                    data = await stream.receive_some(size)
-                else:
+                if keepalive:
                     data = None
-                    if ready:
-                        # Data may have come while the last read was handled: read without a wait, and let other
-                        # tasks run first, as receive_some would, so that a peer that floods cannot hog the loop.
-                        await trio.lowlevel.checkpoint()
-                        data = _recv(sock, size)
-                    while data is None:
-                        if sock.fileno() < 0:
-                            raise trio.ClosedResourceError("the socket was closed")
-                        await trio.lowlevel.wait_readable(sock)
-                        data = _recv(sock, size)
-                    ready = len(data) == size
+                    with trio.move_on_at(idle_at):
+                        data = await read()
+                    if data is None:  # silent until the deadline
+                        if pinged or not await ping():
+                            log.info("a client silent for %.0f s after a ping was dropped", keepalive)
+                            await ws._abort_web_socket()
+                            break
+                        pinged, idle_at = True, trio.current_time() + keepalive
+                        continue
+                    pinged, idle_at = False, trio.current_time() + keepalive
+                else:
+                    data = await read()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await ws._abort_web_socket()
                 break
@@ -261,14 +297,14 @@ def handshake_events(ws: tws.WebSocketConnection) -> tuple[trio.Event, trio.Even
     return ws._open_handshake, ws._close_handshake
 
 
-async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream) -> None:
+async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, keepalive: float | None = None) -> None:
     """WebSocketServer._handle_connection (what serve_websocket does with each accepted stream), with
     `reader_task` as the connection's reader."""
     async with trio.open_nursery() as nursery:
         connection = tws.WebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER), message_queue_size=server._message_queue_size,
             max_message_size=server._max_message_size, receive_buffer_size=server._receive_buffer_size)
-        nursery.start_soon(reader_task, connection)
+        nursery.start_soon(reader_task, connection, keepalive)
         with trio.move_on_after(server._connect_timeout) as connect_scope:
             request = await connection._get_request()
         if connect_scope.cancelled_caught:

@@ -17,8 +17,9 @@ sign of life, so a busy connection is never pinged.  It works while some task wa
 the relay always has on both of its sockets (the client reader and the upstream reader).
 """
 
+from relay.transport import PING_INTERVAL, PING_TIMEOUT
 from relay.transport.sansio.client import open_connection
-from relay.transport.sansio.connection import PING_INTERVAL, PING_TIMEOUT, WebsocketsSocket
+from relay.transport.sansio.connection import WebsocketsSocket
 from relay.transport.sansio.server import WebsocketsIncoming, serve
 
 __all__ = ["PING_INTERVAL", "PING_TIMEOUT", "WebsocketsIncoming", "WebsocketsSocket", "open_connection", "serve"]

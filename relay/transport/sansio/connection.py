@@ -18,7 +18,14 @@ from websockets.protocol import CLOSED, OPEN, SEND_EOF, SERVER
 from websockets.protocol import Protocol as WsProtocol
 
 from relay.gate import Gate
-from relay.transport import CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, RECEIVE_BUFFER_SIZE, SocketClosed
+from relay.transport import (
+    CLOSE_TIMEOUT,
+    MAX_MESSAGE_SIZE,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    RECEIVE_BUFFER_SIZE,
+    SocketClosed,
+)
 from relay.transport.streams import Frames, write_now
 
 # Opcode members exist in every websockets release we support (module aliases moved between 16 and 17).
@@ -28,8 +35,6 @@ TEXT, BINARY, CONT, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOS
 protocol_log = logging.getLogger("relay.transport.sansio.protocol")
 protocol_log.setLevel(logging.WARNING)
 
-PING_INTERVAL = 20.0  # seconds of silence from the peer before we ping it
-PING_TIMEOUT = 20.0  # seconds after that ping before the peer counts as gone
 # Errors a trio stream raises when the connection breaks or we closed it under a blocked call.
 STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 

@@ -20,6 +20,8 @@ from relay.transport import (
     CLOSE_TIMEOUT,
     CONNECT_TIMEOUT,
     MAX_MESSAGE_SIZE,
+    PING_INTERVAL,
+    PING_TIMEOUT,
     RECEIVE_BUFFER_SIZE,
     Handler,
     HandshakeRequest,
@@ -43,9 +45,11 @@ class WebsocketsIncoming:
     """An upgrade request, already validated as a WebSocket handshake, that the handler accepts or rejects."""
 
     def __init__(
-        self, stream: trio.abc.Stream, protocol: ServerProtocol, request: Request, pending: list[object], framed: bool
+        self, stream: trio.abc.Stream, protocol: ServerProtocol, request: Request, pending: list[object], framed: bool,
+        keepalive: float | None = PING_INTERVAL,
     ) -> None:
         self._stream = stream
+        self._keepalive = keepalive
         self._protocol = protocol
         self._request = request
         self._pending = pending
@@ -67,7 +71,9 @@ class WebsocketsIncoming:
         await self._respond(response)
         if response.status_code != 101:
             raise SocketClosed(1006, f"handshake refused: HTTP {response.status_code}")
-        self.socket = WebsocketsSocket(self._stream, self._protocol, pending=self._pending, framed=self._framed)
+        keepalive = self._keepalive
+        self.socket = WebsocketsSocket(self._stream, self._protocol, pending=self._pending, framed=self._framed,
+                                       ping_interval=keepalive, ping_timeout=keepalive or PING_TIMEOUT)
         return self.socket
 
     async def reject(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -116,7 +122,7 @@ async def _linger(stream: trio.abc.Stream) -> None:
             pass
 
 
-async def _read_request(stream: trio.abc.Stream) -> WebsocketsIncoming | None:
+async def _read_request(stream: trio.abc.Stream, keepalive: float | None) -> WebsocketsIncoming | None:
     """Parse the upgrade request with websockets' own parser; None if the connection ends here.
 
     Malformed requests get websockets' 4xx/5xx answer (400 when the request is not HTTP at all)."""
@@ -134,7 +140,7 @@ async def _read_request(stream: trio.abc.Stream) -> WebsocketsIncoming | None:
                 # real WebSocket handshakes; it is rebuilt with the chosen subprotocol on accept.
                 check = protocol.accept(request)
                 if check.status_code == 101:
-                    return WebsocketsIncoming(stream, protocol, request, events[1:], head_only(received))
+                    return WebsocketsIncoming(stream, protocol, request, events[1:], head_only(received), keepalive)
                 protocol.send_response(check)
                 await write_out(stream, protocol)
                 await _linger(stream)
@@ -161,11 +167,13 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     http_app: HttpApp | None = None,
     reuse_port: bool = False,
+    keepalive: float | None = PING_INTERVAL,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket upgrades on host:port (TLS if `ssl_context`); `task_status.started` gets the bound port.
     With `http_app`, plain HTTP requests on the same port are answered by it (relay.http); with `reuse_port`,
-    the port is shared with other processes (relay.listen).
+    the port is shared with other processes (relay.listen).  `keepalive`: seconds of silence from a client before it
+    is pinged, and then before it counts as gone (closed 1006); None: never.
 
     One task per connection (trio.serve_tcp's handler nursery).  When the handler returns, an accepted socket
     is closed with 1000; an unanswered request gets a 500.  A failing handler is logged, never fatal to the server.
@@ -180,7 +188,7 @@ async def serve(
             stream = trio.SSLStream(tcp, ssl_context, server_side=True, https_compatible=True)
         incoming: WebsocketsIncoming | None = None
         try:
-            incoming = await _read_request(stream)
+            incoming = await _read_request(stream, keepalive)
             if incoming is not None:
                 await handler(incoming)
         except (SocketClosed, *STREAM_ERRORS) as exc:
