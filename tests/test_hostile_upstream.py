@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,9 +82,13 @@ PLAYS: dict[str, list[str | bytes]] = {
 }
 
 
+ENDED: dict[str, str] = {}  # per play, how its connection ended: "timeout" if a send waited 10 s on the relay
+
+
 def _play(ws: ServerConnection) -> None:
     # A send the relay no longer reads (the 50 MiB frame it refused) must end, not hold the server's shutdown.
     ws.socket.settimeout(10)
+    key = ""
     try:
         first = json.loads(ws.recv())
         assert "setup" in first
@@ -95,8 +100,11 @@ def _play(ws: ServerConnection) -> None:
             if asks:
                 for frame in PLAYS[key]:
                     ws.send(frame)
+        ENDED[key] = "closed"
+    except TimeoutError:
+        ENDED[key] = "timeout"
     except Exception:  # the relay may close at any point; the test judges the client's side
-        pass
+        ENDED[key] = "closed"
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +171,13 @@ def test_a_misbehaving_gemini_gives_a_clear_answer_and_the_session_goes_on(stack
         if play == "unknown_fields":
             text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
             assert text == "Hello"
+        if play == "huge":
+            # The relay stopped reading the frame it refused: it must also end that TCP connection (after its close
+            # frame goes unanswered), not leave Gemini's send hanging until Gemini gives up.
+            deadline = time.monotonic() + 9
+            while play not in ENDED and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert ENDED.pop(play, None) == "closed", "the refused upstream connection was left open"
         # The session is alive: it still answers.
         c.send({"type": "session.update", "event_id": "alive", "session": {"type": "realtime", "instructions": "x"}})
         while (event := c.recv())["type"] != "session.updated":

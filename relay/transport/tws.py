@@ -314,8 +314,11 @@ async def open_connection(
                     raise
                 finally:
                     with trio.move_on_after(CLOSE_TIMEOUT):
-                        await ws.aclose()  # closes the stream however it ends
+                        await ws.aclose()
                     nursery.cancel_scope.cancel()
+                    # aclose() returns at once, leaving the stream open, when the connection was already closing
+                    # (a 1009 for a frame over the size limit): the TCP connection would outlive the session.
+                    await trio.aclose_forcefully(stream)
             else:
                 if closed_event.is_set():
                     # The reader saw the stream end (EOF or a reset) before the upgrade's answer.

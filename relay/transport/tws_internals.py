@@ -316,3 +316,6 @@ async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, kee
         finally:
             with trio.move_on_after(server._disconnect_timeout):
                 await connection.aclose()  # shuts the reader down even if cancelled
+            # (aclose leaves the stream open when the connection was already closing, e.g. after a 1009)
+            nursery.cancel_scope.cancel()
+            await trio.aclose_forcefully(stream)
