@@ -319,3 +319,20 @@ def test_response_create_held_for_input_is_answered_by_a_committed_audio_item() 
     assert "response.created" not in types(s.send(user("hello")))
     s.gemini({"setupComplete": {}})
     assert s.out.upstream[-1] == {"clientContent": {"turnComplete": True}}  # answers the streamed audio
+
+
+def test_a_commit_during_announced_speech_stops_it_before_the_next_speech_starts() -> None:
+    """Found by the long state machine run: speech_started (a barge-in), then the client's commit, then another
+    barge-in sent a second speech_started with no speech_stopped between (the pairing clients rely on)."""
+    s = Session("beta", text=False)
+    s.send({"type": "input_text", "text": "hi"})
+    s.gemini({"setupComplete": {}})
+    s.say("hello")
+    s.turn_complete()
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(150)})
+    assert "input_audio_buffer.speech_started" in types(s.gemini({"serverContent": {"interrupted": True}}))
+    events = s.send({"type": "input_audio_buffer.commit"})
+    assert types(events)[:2] == ["input_audio_buffer.speech_stopped", "input_audio_buffer.committed"]
+    assert events[0]["item_id"] == events[1]["item_id"]
+    s.send({"type": "input_audio_buffer.append", "audio": pcm16(10)})
+    assert "input_audio_buffer.speech_started" in types(s.gemini({"serverContent": {"interrupted": True}}))

@@ -103,6 +103,9 @@ class AudioInput:
     def _commit_audio_item(self) -> str:
         """input_audio_buffer.committed and the user item for the buffered audio."""
         a = self._audio
+        if a.speech_item is not None:
+            # speech announced is over with its item, however the commit came (VAD, the client, the idle timer)
+            self._emit(oa.SpeechStopped(int(a.total_ms), a.speech_item))
         item_id = a.speech_item or self._items.new_id(self._ids)
         previous = self._items.last_id()
         part = oa.ContentPart(type="input_audio", transcript=None)
@@ -137,8 +140,7 @@ class AudioInput:
             return
         self._speech_started()
         assert a.speech_item is not None
-        self._emit(oa.SpeechStopped(int(a.total_ms), a.speech_item))
-        self._commit_audio_item()
+        self._commit_audio_item()  # speech_stopped, then the item
 
     def _reset_input_audio(self) -> None:
         """The upstream connection is gone, and with it any audio it had not answered."""
