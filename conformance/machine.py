@@ -452,5 +452,7 @@ class ClientSide(RuleBasedStateMachine):
         elif events[0]["type"] == "error":
             assert types(events) == ["error"] and events[0]["error"]["code"] == "input_audio_buffer_commit_empty"
         else:
+            if events[0]["type"] == "input_audio_buffer.speech_stopped":
+                events = events[1:]  # the commit ends speech a barge-in announced
             assert types(events)[:1 + len(self.item_events())] == ["input_audio_buffer.committed", *self.item_events()]
             self.had_user_input = True
