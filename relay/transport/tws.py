@@ -316,9 +316,6 @@ async def open_connection(
                     with trio.move_on_after(CLOSE_TIMEOUT):
                         await ws.aclose()
                     nursery.cancel_scope.cancel()
-                    # aclose() returns at once, leaving the stream open, when the connection was already closing
-                    # (a 1009 for a frame over the size limit): the TCP connection would outlive the session.
-                    await trio.aclose_forcefully(stream)
             else:
                 if closed_event.is_set():
                     # The reader saw the stream end (EOF or a reset) before the upgrade's answer.
@@ -333,6 +330,11 @@ async def open_connection(
                 await trio.aclose_forcefully(stream)
     except BaseExceptionGroup as group:
         _reraise(group, user_error, opened)
+    finally:
+        # aclose() returns at once, leaving the stream open, when the connection was already closing (a 1009 for a
+        # frame over the size limit): the TCP connection would outlive the session.  Closed outside the nursery:
+        # inside its cancelled scope the close's checkpoint would turn the exception on its way out into Cancelled.
+        await trio.aclose_forcefully(stream)
     if failure is not None:
         raise failure
 

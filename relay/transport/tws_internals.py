@@ -300,6 +300,15 @@ def handshake_events(ws: tws.WebSocketConnection) -> tuple[trio.Event, trio.Even
 async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, keepalive: float | None = None) -> None:
     """WebSocketServer._handle_connection (what serve_websocket does with each accepted stream), with
     `reader_task` as the connection's reader."""
+    try:
+        await _serve_connection(server, stream, keepalive)
+    finally:
+        # (aclose leaves the stream open when the connection was already closing, e.g. after a 1009; closed here,
+        # outside the nursery, so that the close's checkpoint cannot swallow the handler's exception)
+        await trio.aclose_forcefully(stream)
+
+
+async def _serve_connection(server: tws.WebSocketServer, stream: trio.abc.Stream, keepalive: float | None) -> None:
     async with trio.open_nursery() as nursery:
         connection = tws.WebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER), message_queue_size=server._message_queue_size,
@@ -316,6 +325,4 @@ async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, kee
         finally:
             with trio.move_on_after(server._disconnect_timeout):
                 await connection.aclose()  # shuts the reader down even if cancelled
-            # (aclose leaves the stream open when the connection was already closing, e.g. after a 1009)
             nursery.cancel_scope.cancel()
-            await trio.aclose_forcefully(stream)
