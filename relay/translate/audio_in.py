@@ -100,13 +100,13 @@ class AudioInput:
 
     # ------------------------------------------------------------ user audio items
 
-    def _commit_audio_item(self) -> str:
-        """input_audio_buffer.committed and the user item for the buffered audio."""
+    def _commit_audio_item(self, item_id: str | None = None) -> str:
+        """input_audio_buffer.committed and the user item for the buffered audio (`item_id`: one already given)."""
         a = self._audio
         if a.speech_item is not None:
             # speech announced is over with its item, however the commit came (VAD, the client, the idle timer)
             self._emit(oa.SpeechStopped(int(a.total_ms), a.speech_item))
-        item_id = a.speech_item or self._items.new_id(self._ids)
+        item_id = item_id or a.speech_item or self._items.new_id(self._ids)
         previous = self._items.last_id()
         part = oa.ContentPart(type="input_audio", transcript=None)
         part.audio_ms = a.buffer_ms

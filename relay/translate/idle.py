@@ -75,8 +75,7 @@ class IdleTimer:
             a = self._audio
             item_id = self._items.new_id(self._ids)
             self._emit(oa.InputAudioBufferTimeoutTriggered(int(self._idle_start_ms), int(a.total_ms), item_id))
-            a.speech_item = item_id
-            self._commit_audio_item()
+            self._commit_audio_item(item_id)
             self._ensure_upstream()
             # Gemini heard no turn in the silence: clientContent with turnComplete alone asks it to go on.
             self._start_response({}, send=True)
