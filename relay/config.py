@@ -20,7 +20,7 @@ import attrs
 import cattrs
 import yaml
 
-from relay.models import GeminiOptions, ModelCaps, caps_for, with_overrides
+from relay.models import SESSION_KINDS, GeminiOptions, ModelCaps, caps_for, with_overrides
 from relay.transport import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TransportName
 
 ENV_PREFIX = "os.environ/"
@@ -536,9 +536,10 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
             continue
         info = raw.get("model_info")
         mode = info.get("mode") if isinstance(info, Mapping) else None
-        if isinstance(mode, str) and mode != "realtime":
+        if isinstance(mode, str) and mode not in SESSION_KINDS:
             # LiteLLM configs mix chat and embedding models in; they are not ours to serve.
-            warnings.append(f"{path}: {label}: model_info.mode is {mode!r}, not 'realtime'; entry ignored")
+            warnings.append(f"{path}: {label}: model_info.mode is {mode!r}, not one of "
+                            f"{', '.join(SESSION_KINDS)}; entry ignored")
             continue
         structured = _structure(raw, _ModelListEntry, f"{path}: {label}: ", errors, warnings)
         if structured is None:
@@ -548,6 +549,9 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
         except _Problem as p:
             errors.append(f"{path}: {label}: {p.field}: {p.message}")
             continue
+        backend = "vertex" if entry.provider == "vertex_ai" else "gemini"
+        if isinstance(mode, str) and caps_for(entry.model, backend, entry.capabilities).kind != mode:
+            entry = attrs.evolve(entry, capabilities={**entry.capabilities, "kind": mode})  # the session kind it serves
         if entry.model_name in seen:
             errors.append(f"{path}: {label}: model_name: duplicate of {seen[entry.model_name]}")
             continue

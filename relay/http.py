@@ -8,6 +8,8 @@ deployment's probes work unchanged):
     GET /health, /health/liveliness, /health/liveness   200 while the event loop runs
     GET /ready, /health/readiness                       200 when serving; 503 while starting or draining
     GET /metrics                                         Prometheus text exposition
+    GET /v1/models                                       OpenAI's model list, each with the session kind it serves
+                                                         (a client key is needed where the relay has keys)
 """
 
 from __future__ import annotations
@@ -29,19 +31,23 @@ _PEEK_WAIT = 0.005  # seconds between peeks while a head is incomplete (peeking 
 LIVE = ("/health", "/health/liveliness", "/health/liveness")
 READY = ("/ready", "/health/readiness")
 METRICS = "/metrics"
+MODELS = "/v1/models"
 
 Response = tuple[int, str, bytes]  # status, content type, body
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+Headers = tuple[tuple[str, str], ...]
 
 
 class HttpApp:
     """What the plain HTTP routes answer, from the server's state: `ready()` and `metrics()` are its callbacks."""
 
-    def __init__(self, ready: Callable[[], bool], metrics: Callable[[], tuple[str, bytes]]) -> None:
+    def __init__(self, ready: Callable[[], bool], metrics: Callable[[], tuple[str, bytes]],
+                 models: Callable[[Headers], tuple[int, dict[str, Any]]] | None = None) -> None:
         self._ready = ready
         self._metrics = metrics
+        self._models = models
 
-    def respond(self, method: str, target: str) -> Response:
+    def respond(self, method: str, target: str, headers: Headers = ()) -> Response:
         path = target.split("?", 1)[0].rstrip("/") or "/"
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": {"message": f"{method} is not supported here", "type": "invalid_request_error",
@@ -54,8 +60,10 @@ class HttpApp:
         if path == METRICS:
             content_type, body = self._metrics()
             return 200, content_type, body
+        if path == MODELS and self._models is not None:
+            return _json(*self._models(headers))
         return _json(404, {"error": {"message": f"No route for {path}. WebSocket clients: /v1/realtime?model=NAME; "
-                                                "probes: /health, /ready; metrics: /metrics.",
+                                                "probes: /health, /ready; metrics: /metrics; models: /v1/models.",
                                      "type": "invalid_request_error", "code": "not_found"}})
 
 
@@ -102,10 +110,13 @@ async def answer(stream: trio.SocketStream, head: bytes, app: HttpApp) -> None:
         if not data:
             return
         left -= len(data)
-    method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, _, rest = request_line.partition(" ")
     target = rest.split(" ", 1)[0]
+    headers = tuple((name.strip(), value.strip()) for name, sep, value in (line.partition(":") for line in lines)
+                    if sep)
     try:
-        status, content_type, body = app.respond(method, target)
+        status, content_type, body = app.respond(method, target, headers)
     except Exception:
         log.exception("HTTP %s %s failed", method, target)
         status, content_type, body = _json(500, {"error": {"message": "internal error", "type": "server_error"}})

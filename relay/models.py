@@ -22,6 +22,8 @@ Thinking = Literal["none", "budget", "level", "level_required"]
 FunctionBehavior = Literal["blocking_only", "both", "non_blocking_default", "non_blocking_only"]
 ProactiveAudio = Literal["no", "optional", "always"]
 IdleSignal = Literal["turnComplete", "interactionStatus"]
+SessionKind = Literal["realtime", "transcription", "translation"]
+SESSION_KINDS: tuple[SessionKind, ...] = ("realtime", "transcription", "translation")
 THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
 SENSITIVITIES = ("HIGH", "LOW")
 
@@ -35,6 +37,9 @@ class ModelCaps:
     """One row.  Every field can be set per model in config under `litellm_params.capabilities`."""
 
     family: str = attrs.field(default="Gemini Live (other)", validator=v.instance_of(str))
+    # The OpenAI session kind the model serves: a conversation (realtime), transcription only, or live speech
+    # translation (its own socket, /v1/realtime/translations).  `model_info.mode` in config may state it.
+    kind: SessionKind = attrs.field(default="realtime", validator=_literal(*SESSION_KINDS))
     # Accepts responseModalities ["TEXT"]; native-audio and 3.8 models do not: a text-only session gets AUDIO
     # with output transcription, and its text deltas come from the transcript (pitfall 9).
     text_output: bool = attrs.field(default=True, validator=v.instance_of(bool))
@@ -115,6 +120,11 @@ _ROWS: tuple[tuple[str, str, ModelCaps, dict[str, Any]], ...] = (
         family="3.8 Live (the stable default)", text_output=False, text_via_realtime_input=True, thinking="none",
         function_behavior="non_blocking_default", scheduling=True, context_update=True, proactive_audio="always"),
      {}),
+    ("gemini-3.5-transcribe-live, gemini-3.5-transcribe-live-preview", r"^gemini-3\.5-transcribe-live", ModelCaps(
+        family="3.5 Transcribe Live (speech to text)", kind="transcription", text_output=False), {}),
+    ("gemini-3.5-live-translate-preview", r"^gemini-3\.5-live-translate", ModelCaps(
+        family="3.5 Live Translate (speech to speech)", kind="translation", text_output=False,
+        function_behavior="non_blocking_only"), {}),
     ("gemini-3.1-flash-live-preview", r"^gemini-3\.", ModelCaps(
         family="3.1 Flash Live (legacy preview)", text_via_realtime_input=True, thinking="level",
         thinking_levels=THINKING_LEVELS), {}),
@@ -197,19 +207,20 @@ def markdown_table() -> str:
     behaviour = {"blocking_only": "BLOCKING only", "both": "BLOCKING (relay default) or NON_BLOCKING",
                  "non_blocking_default": "NON_BLOCKING by default: the relay declares BLOCKING",
                  "non_blocking_only": "NON_BLOCKING only: function tools are refused"}
-    head = ("| models | family | TEXT output | text input | thinking | functions | scheduling | `contextUpdate` "
-            "| affective dialog | proactive audio | idle signal | VAD start/end (AI Studio; Vertex) |")
+    head = ("| models | family | sessions | TEXT output | text input | thinking | functions | scheduling "
+            "| `contextUpdate` | affective dialog | proactive audio | idle signal "
+            "| VAD start/end (AI Studio; Vertex) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for models, caps in rows():
         vertex = caps_for(_first_id(models), "vertex")
         lines.append(
-            f"| `{models}` | {caps.family} | {'yes' if caps.text_output else 'no: AUDIO + transcript'} "
+            f"| `{models}` | {caps.family} | {caps.kind} | {'yes' if caps.text_output else 'no: AUDIO + transcript'} "
             f"| {'`realtimeInput.text`' if caps.text_via_realtime_input else '`clientContent`'} | {thinking(caps)} "
             f"| {behaviour[caps.function_behavior]} | {yes(caps.scheduling)} | {yes(caps.context_update)} "
             f"| {yes(caps.affective_dialog)} | {caps.proactive_audio} | `{caps.idle_signal}` "
             f"| {caps.vad_start}/{caps.vad_end}; {vertex.vad_start}/{vertex.vad_end} |")
-    lines.append(f"| any other | {_OTHER.family} | yes | `clientContent` | not sent | BLOCKING only | no | no | no "
-                 f"| no | `turnComplete` | HIGH/HIGH; LOW/LOW |")
+    lines.append(f"| any other | {_OTHER.family} | realtime | yes | `clientContent` | not sent | BLOCKING only | no "
+                 f"| no | no | no | `turnComplete` | HIGH/HIGH; LOW/LOW |")
     return "\n".join(lines)
 
 

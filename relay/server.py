@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import trio
 
-from relay.config import ClientKey, Config
+from relay.config import ClientKey, Config, ModelEntry
 from relay.deadlines import Deadlines
 from relay.http import HttpApp
 from relay.ids import SessionIds
 from relay.logs import SESSION
 from relay.metrics import SHARE_INTERVAL, Source, Totals, exposition, registry_for
-from relay.models import caps_for
+from relay.models import ModelCaps, caps_for
 from relay.session import Session
 from relay.session_config import Dialect
 from relay.stats import Stats
@@ -59,6 +61,9 @@ def dialect_of(req: HandshakeRequest) -> Dialect | None:
     return None
 
 
+MODELS_PATH = "/v1/models"
+
+
 def _error_body(message: str, kind: str, code: str, **extra: object) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "code": code, **extra}})
 
@@ -70,6 +75,7 @@ class RelayServer:
     def __init__(self, config: Config, worker: int | None = None, metrics_dir: str | None = None) -> None:
         self.config = config
         self.worker = worker
+        self._started = int(time.time())  # `created` of every model in GET /v1/models
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
         self.active_sessions = 0
         self.stats = Stats()
@@ -81,7 +87,7 @@ class RelayServer:
         self._deadlines = Deadlines()  # every session's max_session_seconds
         registry, self._timers = registry_for(self.totals, self.stats)
         self.metrics = Source(registry, worker, metrics_dir)
-        self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics))
+        self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics), self._model_list)
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
         self._open_upstream = self.transport.open_connection
@@ -157,6 +163,19 @@ class RelayServer:
                 found = key
         return found
 
+    def _model_list(self, headers: tuple[tuple[str, str], ...]) -> tuple[int, dict[str, Any]]:
+        """GET /v1/models: OpenAI's list shape, each model with the session kind it serves (`kind`)."""
+        if self._key_of(HandshakeRequest(path=MODELS_PATH, headers=headers, subprotocols=())) is None:
+            return 401, orjson.loads(_error_body("Incorrect API key provided.", "invalid_request_error",
+                                                 "invalid_api_key"))
+        data = [{"id": e.model_name, "object": "model", "created": self._started, "owned_by": "relay",
+                 "kind": self._caps(e).kind} for e in self.config.models]
+        return 200, {"object": "list", "data": data}
+
+    @staticmethod
+    def _caps(entry: ModelEntry) -> ModelCaps:
+        return caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
+
     async def handle(self, conn: IncomingConnection) -> None:
         req = conn.request
         url = urlsplit(req.path)
@@ -192,6 +211,14 @@ class RelayServer:
                                                "invalid_request_error", "model_not_found",
                                                model=model, valid_models=names))
             return
+        kind = self._caps(self.config.model(model)).kind  # type: ignore[arg-type]
+        if kind == "translation":
+            self.totals.refused["wrong_session_kind"] += 1
+            log.info("refused a handshake: %r is a translation model, asked for on %s", model, url.path)
+            await conn.reject(400, _error_body(
+                f"The model '{model}' serves translation sessions: connect to /v1/realtime/translations?model="
+                f"{model}.", "invalid_request_error", "unsupported_model", model=model))
+            return
         refusal = self._over_limit(key)
         if refusal is not None:
             await conn.reject(429, _error_body(refusal, "invalid_request_error", "rate_limit_exceeded"))
@@ -205,7 +232,7 @@ class RelayServer:
         entry = self.config.model(model)
         assert entry is not None
         ids = SessionIds()
-        caps = caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
+        caps = self._caps(entry)
         translator = Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.config import Config, ConfigError, ModelEntry, default_config, load_config
+from relay.models import caps_for
 
 VERTEX_ENTRY = """\
 model_list:
@@ -245,8 +246,26 @@ def test_non_realtime_entries_are_skipped(tmp_path: Path) -> None:
     )
     assert config.model_names == ["live"]
     assert warnings == [
-        f"{tmp_path / 'config.yaml'}: model_list[0] (gpt-4o): model_info.mode is 'chat', not 'realtime'; entry ignored"
+        f"{tmp_path / 'config.yaml'}: model_list[0] (gpt-4o): model_info.mode is 'chat', not one of realtime, "
+        "transcription, translation; entry ignored"
     ]
+
+
+def test_model_info_mode_states_the_session_kind_and_the_table_gives_it_otherwise(tmp_path: Path) -> None:
+    config, _ = load(
+        tmp_path,
+        """        model_list:
+          - model_name: scribe
+            litellm_params: {model: gemini/my-speech-model, api_key: k}
+            model_info: {mode: transcription}
+          - model_name: translate
+            litellm_params: {model: gemini/gemini-3.5-live-translate-preview, api_key: k}
+          - model_name: live
+            litellm_params: {model: gemini/gemini-3.8-live, api_key: k}
+        """,
+    )
+    kinds = {e.model_name: caps_for(e.model, "gemini", e.capabilities).kind for e in config.models}
+    assert kinds == {"scribe": "transcription", "translate": "translation", "live": "realtime"}
 
 
 def test_no_realtime_entry_left(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from relay.models import caps_for
-from tests.clients import sdk_beta, sdk_ga, types
+from tests.clients import raw, sdk_beta, sdk_ga, types
 from tests.schemas import validate_gemini
 from tests.stack import MASTER_KEY, TRANSPORTS, Stack
 from tests.test_cli import node_ws  # noqa: F401 -- the fixture
@@ -52,6 +52,8 @@ def models_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
         else:
             params["api_key"] = "studio-test-key"
         extra.append({"model_name": name, "litellm_params": params})
+    extra.append({"model_name": "m_translate", "litellm_params": {
+        "model": "gemini/gemini-3.5-live-translate-preview", "api_base": "EMULATOR", "api_key": "studio-test-key"}})
     # Each Vertex model fetches its own token and the emulator knows one: the bearer check is test_upstream's.
     s = Stack(tmp, transport=request.param, extra_models=extra, emulator_options={"bearer_token": None}).start()
     yield s
@@ -160,3 +162,14 @@ def test_litellms_documented_client_gets_its_text_reply_from_a_native_audio_mode
     assert "response.audio" not in out.stdout  # text only, from the transcript
     setup = models_stack.latest_upstream()[0]["setup"]
     assert setup["generationConfig"]["responseModalities"] == ["AUDIO"] and "outputAudioTranscription" in setup
+
+
+def test_a_translation_model_is_refused_on_the_conversation_route_with_where_to_go(models_stack):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info, raw(models_stack, model="m_translate"):
+        pass
+    assert info.value.response.status_code == 400
+    error = json.loads(info.value.response.body)["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "unsupported_model"
+    assert "/v1/realtime/translations?model=m_translate" in error["message"]

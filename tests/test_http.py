@@ -117,3 +117,17 @@ def test_audio_seconds_in_and_out_are_counted(stack):
                    for name in ("relay_audio_input_seconds_total", "relay_audio_output_seconds_total"))
     assert heard == pytest.approx(1.1, abs=0.05)
     assert said == pytest.approx(sent / 48000, abs=0.001) and said > 0  # pcm16 at 24 kHz: 48 bytes a millisecond
+
+
+def test_v1_models_lists_every_model_with_its_session_kind_to_a_client_with_a_key(stack):
+    status, _, body = get(stack, "/v1/models")
+    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}/v1/models",
+                                     headers={"Authorization": f"Bearer {stack.master_key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        listing = json.loads(response.read())
+    assert listing["object"] == "list"
+    names = [m["id"] for m in listing["data"]]
+    assert names == stack.server.config.model_names
+    assert all(m["object"] == "model" and m["kind"] == "realtime" and isinstance(m["created"], int)
+               for m in listing["data"])
