@@ -29,9 +29,9 @@ def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: o
     events, fields = coverage.sdk_events(), coverage.sdk_gemini_fields()
     sdk = {"client": events["client"]["beta"] | events["client"]["ga"],
            "server": events["server"]["beta"] | events["server"]["ga"], "gemini in": fields["in"],
-           "gemini out": fields["out"]}
+           "gemini out": fields["out"], "translation": coverage.sdk_translation_events()}
     listed = {"client": coverage.CLIENT, "server": coverage.SERVER, "gemini in": coverage.GEMINI_IN,
-              "gemini out": coverage.GEMINI_OUT}
+              "gemini out": coverage.GEMINI_OUT, "translation": coverage.TRANSLATION}
     for kind, names in sdk.items():
         counts = Counter(listed[kind][n][0] for n in names if n in listed[kind])
         unlisted = len(names - listed[kind].keys())

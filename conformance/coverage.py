@@ -26,6 +26,7 @@ SENT = "sent"  # a Gemini client message or field the relay sends
 NEVER = "never sent"  # a Gemini client message or field the relay does not use (said why)
 USED = "used"  # a Gemini server message or field the relay acts on
 IGNORED = "ignored"  # a Gemini server field read past (said why)
+NO_ROUTE = "not served yet"  # an event of a socket the relay does not serve yet (its handshake gets a 404)
 
 # OpenAI client events: type -> (status, what happens; for REJECTED the error code first, then why).
 CLIENT: dict[str, tuple[str, str]] = {
@@ -140,6 +141,15 @@ GEMINI_IN: dict[str, tuple[str, str]] = {
     "server_content.interim_input_transcription": (IGNORED, "the final `input_transcription` is used"),
 }
 
+# The translation socket (`/v1/realtime/translations`, `client.realtime.translations.connect()`): its own unions.
+_TRANSLATION_LATER = "the translation socket is not served yet (issue 16): its handshake gets a 404"
+TRANSLATION: dict[str, tuple[str, str]] = {
+    name: (NO_ROUTE, _TRANSLATION_LATER) for name in (
+        "session.update", "session.input_audio_buffer.append", "session.close", "session.created",
+        "session.updated", "session.closed", "session.input_transcript.delta", "session.output_transcript.delta",
+        "session.output_audio.delta", "error")
+}
+
 GEMINI_OUT: dict[str, tuple[str, str]] = {
     "setup": (SENT, "from the effective session, with the first thing that needs the model"),
     "client_content": (SENT, "conversation turns, and the history replayed on a fresh connection"),
@@ -180,6 +190,14 @@ def sdk_events() -> dict[str, dict[str, set[str]]]:
     }
 
 
+def sdk_translation_events() -> set[str]:
+    """Every event type of the translation socket's client and server unions, from the installed `openai` SDK."""
+    from openai.types.realtime.realtime_translation_client_event import RealtimeTranslationClientEvent
+    from openai.types.realtime.realtime_translation_server_event import RealtimeTranslationServerEvent
+
+    return _literal_types(RealtimeTranslationClientEvent) | _literal_types(RealtimeTranslationServerEvent)
+
+
 def sdk_gemini_fields() -> dict[str, set[str]]:
     """{"in" | "out": field names} from the installed google-genai, nested parts as "part.field"."""
     from google.genai import types as g
@@ -216,6 +234,9 @@ def tables() -> str:
     out += ["", "Relay → Gemini, every field of `LiveClientMessage` and of its `realtime_input`:", "",
             "| field | status | when, or why not |", "|---|---|---|"]
     out += [f"| `{name}` | {status} | {what} |" for name, (status, what) in GEMINI_OUT.items()]
+    out += ["", "The translation socket, every event type of its client and server unions:", "",
+            "| event | status | when, or why not |", "|---|---|---|"]
+    out += [f"| `{name}` | {status} | {what} |" for name, (status, what) in TRANSLATION.items()]
     return "\n".join(out) + "\n"
 
 

@@ -43,6 +43,10 @@ def test_every_server_event_type_is_listed() -> None:
     _unlisted(EVENTS["server"]["beta"] | EVENTS["server"]["ga"], cov.SERVER, "server event types")
 
 
+def test_every_translation_socket_event_type_is_listed() -> None:
+    _unlisted(cov.sdk_translation_events(), cov.TRANSLATION, "translation socket event types")
+
+
 def test_every_gemini_field_is_listed() -> None:
     _unlisted(FIELDS["in"], cov.GEMINI_IN, "LiveServerMessage fields")
     _unlisted(FIELDS["out"], cov.GEMINI_OUT, "LiveClientMessage fields")
