@@ -20,7 +20,7 @@ import attrs
 import cattrs
 import yaml
 
-from relay.models import SESSION_KINDS, GeminiOptions, ModelCaps, caps_for, with_overrides
+from relay.models import SESSION_KINDS, Backend, GeminiOptions, ModelCaps, caps_for, with_overrides
 from relay.transport import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TransportName
 
 ENV_PREFIX = "os.environ/"
@@ -59,6 +59,14 @@ class ModelEntry:
     # Gemini's contextWindowCompression: {trigger_tokens, target_tokens} (either optional), False (never), or
     # None (on for sessions with audio).
     context_window_compression: dict[str, int] | bool | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return "vertex" if self.provider == "vertex_ai" else "gemini"
+
+    def caps(self) -> ModelCaps:
+        """The model's row of the capability table, with this entry's overrides."""
+        return caps_for(self.model, self.backend, self.capabilities)
 
 
 @attrs.frozen
@@ -549,8 +557,7 @@ def load_config(path: str, env: Mapping[str, str] = os.environ) -> tuple[Config,
         except _Problem as p:
             errors.append(f"{path}: {label}: {p.field}: {p.message}")
             continue
-        backend = "vertex" if entry.provider == "vertex_ai" else "gemini"
-        if isinstance(mode, str) and caps_for(entry.model, backend, entry.capabilities).kind != mode:
+        if isinstance(mode, str) and entry.caps().kind != mode:
             entry = attrs.evolve(entry, capabilities={**entry.capabilities, "kind": mode})  # the session kind it serves
         if entry.model_name in seen:
             errors.append(f"{path}: {label}: model_name: duplicate of {seen[entry.model_name]}")

@@ -12,13 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 
-from relay.config import ClientKey, Config, ModelEntry
+from relay.config import ClientKey, Config
 from relay.deadlines import Deadlines
 from relay.http import HttpApp
 from relay.ids import SessionIds
 from relay.logs import SESSION
 from relay.metrics import SHARE_INTERVAL, Source, Totals, exposition, registry_for
-from relay.models import ModelCaps, caps_for
 from relay.session import Session
 from relay.session_config import Dialect
 from relay.stats import Stats
@@ -169,12 +168,8 @@ class RelayServer:
             return 401, orjson.loads(_error_body("Incorrect API key provided.", "invalid_request_error",
                                                  "invalid_api_key"))
         data = [{"id": e.model_name, "object": "model", "created": self._started, "owned_by": "relay",
-                 "kind": self._caps(e).kind} for e in self.config.models]
+                 "kind": e.caps().kind} for e in self.config.models]
         return 200, {"object": "list", "data": data}
-
-    @staticmethod
-    def _caps(entry: ModelEntry) -> ModelCaps:
-        return caps_for(entry.model, "vertex" if entry.provider == "vertex_ai" else "gemini", entry.capabilities)
 
     async def handle(self, conn: IncomingConnection) -> None:
         req = conn.request
@@ -211,7 +206,7 @@ class RelayServer:
                                                "invalid_request_error", "model_not_found",
                                                model=model, valid_models=names))
             return
-        kind = self._caps(self.config.model(model)).kind  # type: ignore[arg-type]
+        kind = self.config.model(model).caps().kind  # type: ignore[union-attr]
         if kind == "translation":
             self.totals.refused["wrong_session_kind"] += 1
             log.info("refused a handshake: %r is a translation model, asked for on %s", model, url.path)
@@ -232,7 +227,7 @@ class RelayServer:
         entry = self.config.model(model)
         assert entry is not None
         ids = SessionIds()
-        caps = self._caps(entry)
+        caps = entry.caps()
         translator = Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
                                 compression=entry.context_window_compression,
                                 switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)

@@ -128,7 +128,7 @@ class Upstream:
 
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
-        self.backend: Literal["vertex", "gemini"] = "vertex" if entry.provider == "vertex_ai" else "gemini"
+        self.backend: Literal["vertex", "gemini"] = entry.backend
         if self.backend == "vertex":
             version = entry.api_version or "v1beta1"
             base = entry.api_base or f"wss://{vertex_host(entry.vertex_location)}"

@@ -19,6 +19,15 @@ import pytest
 
 from tests.clients import squash
 
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """End a relay started by a test: SIGTERM (it drains), SIGKILL if it has not gone 10 s later."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "tests" / "node"
 
@@ -52,11 +61,7 @@ def relay_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tup
         assert proc.poll() is None, "".join(banner)
         yield proc, port, "".join(banner)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from tests.test_cli import stop_process
 from tests.test_hostile_client import VALID, _frame, _upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,11 +59,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess
             time.sleep(0.05)
         yield proc, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     assert "Traceback" not in log.read_text(), log.read_text()[-5000:]
 
 

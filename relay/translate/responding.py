@@ -33,7 +33,7 @@ class Responding:
         # adopts a tool continuation is checked as any other).
         probe = attrs.evolve(self.session, kept={})
         apply_beta(probe, session_fields(params), "response")
-        active = self._response is not None and not self._response.finished
+        active = self._responding
         if not active:
             self._check_overrides(params, probe)
         if self._adopt_continuation(params):
@@ -172,7 +172,7 @@ class Responding:
     def _active_for_output(self) -> ResponseBuilder | None:
         if self._discarding:
             return None
-        if self._response is None or self._response.finished:
+        if not self._responding:
             # Output nobody asked for (Gemini speaking on its own, e.g. after a tool response).
             self._request_response_for_output()
             self._continuation_started()
@@ -197,7 +197,7 @@ class Responding:
     def _interrupted(self) -> None:
         if self._discarding:
             self._end_discard()
-        elif self._response is not None and not self._response.finished:
+        elif self._responding:
             self._response.finish("cancelled", "turn_detected", usage=usage_from_gemini(self._usage))
             self._response = None
         self._swallow_turn_complete = True
@@ -223,7 +223,7 @@ class Responding:
         self._finish_response(status, why)
 
     def _finish_response(self, status: str, reason: str | None = None) -> None:
-        if self._response is not None and not self._response.finished:
+        if self._responding:
             usage = usage_from_gemini(self._usage)
             self.tokens_in += usage.input_tokens  # cumulative, for the operator's metrics
             self.tokens_out += usage.output_tokens

@@ -224,7 +224,7 @@ class Resumption:
         return (
             self._upstream == UPSTREAM_READY
             and not self.awaiting_model
-            and (self._response is None or self._response.finished)
+            and not self._responding
             and self._queued_request is None
             and not self._uncovered
             and not self._model_busy
@@ -316,7 +316,7 @@ class Resumption:
         """Gemini closed a resumable connection we did not mean to end: reconnect with the handle at once."""
         # A cancelled turn still streaming (`_discarding`) is no response of the client's: its end is simply
         # never seen, and a response.create queued behind it goes to the next connection.
-        in_flight = self._response is not None and not self._response.finished
+        in_flight = self._responding
         tool_turn = bool(self._tools.turn_calls) or self._tools.awaiting_continuation
         queued_request, self._queued_request = self._queued_request, None
         self._discarding = False

@@ -160,7 +160,7 @@ class ToolCalls:
         tools.create_absorbed = False  # only the first create after the outputs is the continuation's
         if self._pending_turns:
             return False  # it brings a turn of its own: a new generation, which Gemini's continuation joins
-        active = self._response is not None and not self._response.finished
+        active = self._responding
         if tools.awaiting_continuation and not active:
             self._start_response(params, send=False)
         # else the continuation already streams into a response, or has finished in one: nothing more to start

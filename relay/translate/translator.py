@@ -116,12 +116,12 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     def refuse_frame(self, frame: str | bytes, code: str, message: str) -> Output:
         """A client event the shell will not take (a limit it enforces): an `error` naming its event_id."""
-        event_id = codec.event_id_in_head(frame)
-        if len(frame) <= self._max_frame:
-            try:
-                event_id = codec.event_id_of(codec.parse_json(frame))
-            except ClientError:
-                pass
+        try:
+            data = codec.parse_json(frame) if len(frame) <= self._max_frame else None
+        except ClientError:
+            data = None
+        # a frame too large or broken to parse may still name its event_id near its start
+        event_id = codec.event_id_of(data) if data is not None else codec.event_id_in_head(frame)
         self._error(code, message, event_id=event_id)
         return self._take()
 
@@ -164,9 +164,14 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         return self._take()
 
     @property
+    def _responding(self) -> bool:
+        """A response is open: created and not yet done."""
+        return self._response is not None and not self._response.finished
+
+    @property
     def at_rest(self) -> bool:
         """No response open and nothing owed by Gemini: a point where the session can end without cutting a reply."""
-        return (self._response is None or self._response.finished) and not self.awaiting_model
+        return not self._responding and not self.awaiting_model
 
     @property
     def response_progress(self) -> tuple[int, bool]:
@@ -185,8 +190,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     @property
     def awaiting_model(self) -> bool:
         """Gemini owes output: a response is open, a cancelled one awaits its end, or a tool answer was sent."""
-        r = self._response
-        return (r is not None and not r.finished) or self._discarding or self._tools.awaiting_continuation
+        return self._responding or self._discarding or self._tools.awaiting_continuation
 
     def upstream_failed(self, status: int | None, message: str) -> Output:
         """The upstream could not be reached or refused the handshake (or credentials failed)."""
@@ -270,7 +274,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
         self._error(code, message, kind=kind)
-        if self._response is not None and not self._response.finished:
+        if self._responding:
             self._response.finish("failed", None, error={"type": kind, "code": code, "message": message})
         self._response = None
         self._discarding = False

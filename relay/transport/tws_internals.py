@@ -40,10 +40,10 @@ from wsproto.utilities import RemoteProtocolError
 from relay.gate import Gate
 from relay.transport.streams import Frames, apply_mask
 
-# trio-websocket's handler of each wsproto event, by name: looked up per event (rare past the handshake: whole
-# messages are delivered by the reader itself) rather than bound into a dict per connection.
 log = logging.getLogger("relay.transport.tws")
 
+# trio-websocket's handler of each wsproto event, by name: looked up per event (rare past the handshake: whole
+# messages are delivered by the reader itself) rather than bound into a dict per connection.
 HANDLERS = {
     AcceptConnection: "_handle_accept_connection_event",
     BytesMessage: "_handle_message_event",
