@@ -37,6 +37,7 @@ from relay.transport import (
 from relay.transport.streams import write_now
 from relay.transport.tws_internals import (
     BINARY,
+    Keepalive,
     TwsInternals,
     handshake_events,
     missing,
@@ -257,10 +258,14 @@ async def serve(
             max_message_size=MAX_MESSAGE_SIZE, receive_buffer_size=RECEIVE_BUFFER_SIZE,
             connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=CLOSE_TIMEOUT)
 
+        sweep = Keepalive(keepalive) if keepalive else None
+        if sweep is not None:
+            nursery.start_soon(sweep.run)
+
         async def on_stream(stream: trio.abc.Stream) -> None:
             if http_app is not None and ssl_context is None and await answered_as_http(stream, http_app):
                 return
-            await serve_stream(server, stream, keepalive)
+            await serve_stream(server, stream, sweep)
 
         await nursery.start(partial(trio.serve_listeners, on_stream, listeners, handler_nursery=nursery))
         endpoint = server.listeners[0]

@@ -14,7 +14,6 @@ connection lacks them falls back to message-by-message sends.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -132,7 +131,78 @@ class TwsInternals:
         return b"".join(parts)
 
 
-async def reader_task(ws: tws.WebSocketConnection, keepalive: float | None = None) -> None:
+class Watch:
+    """One client connection as the keepalive sweep sees it: its reader sets `heard` on every read."""
+
+    __slots__ = ("heard", "silent", "ws")
+
+    def __init__(self, ws: tws.WebSocketConnection | None = None) -> None:
+        self.heard = True
+        self.silent = 0  # sweeps in a row that found nothing heard
+        self.ws = ws
+
+
+UNWATCHED = Watch()  # for readers without keepalive: written to, never swept
+
+
+class Keepalive:
+    """Every client connection's keepalive, for a whole server, in one task (`run`).
+
+    A deadline around each read cost a cancel scope per message on the audio path; here a read costs one
+    attribute write, and a sweep every half period looks at every connection.  A peer silent for `seconds`
+    (to within half of it) is pinged; one still silent as long again is dropped (1006).  Any bytes received
+    count as a sign of life, so a busy peer is never pinged."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.watches: set[Watch] = set()
+
+    def watch(self, ws: tws.WebSocketConnection) -> Watch:
+        watch = Watch(ws)
+        self.watches.add(watch)
+        return watch
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(self.seconds / 2)
+                gone = []
+                for watch in self.watches:
+                    if watch.heard:
+                        watch.heard, watch.silent = False, 0
+                        continue
+                    watch.silent += 1
+                    if watch.silent == 2:
+                        nursery.start_soon(self._ping, watch)
+                    elif watch.silent >= 4:
+                        gone.append(watch)
+                for watch in gone:
+                    self.watches.discard(watch)
+                    log.info("a client silent for %.0f s after a ping was dropped", self.seconds)
+                    nursery.start_soon(_drop, watch.ws)
+
+    async def _ping(self, watch: Watch) -> None:
+        ws = watch.ws
+        assert ws is not None
+        with trio.move_on_after(self.seconds) as scope:
+            try:
+                await ws._send(Ping(payload=os.urandom(4)))
+            except tws.ConnectionClosed:
+                pass
+        if scope.cancelled_caught and watch in self.watches:  # not even the ping could be written
+            self.watches.discard(watch)
+            await _drop(ws)
+
+
+async def _drop(ws: tws.WebSocketConnection | None) -> None:
+    """End a dead peer's connection: closed 1006 for the handler, and the stream closed, which wakes the
+    connection's reader out of its wait."""
+    assert ws is not None
+    await ws._abort_web_socket()
+    await trio.aclose_forcefully(ws._stream)
+
+
+async def reader_task(ws: tws.WebSocketConnection, watch: Watch = UNWATCHED) -> None:
     """trio-websocket's `_reader_task`, event for event, with what it costs per message taken out.
 
     Its reads (trio's receive_some) pass through the scheduler after every read that returns data, on top of
@@ -141,10 +211,8 @@ async def reader_task(ws: tws.WebSocketConnection, keepalive: float | None = Non
     send_nowait: one wake-up per read whatever it holds.  A full channel still waits (the queue stays
     bounded).  Once the connection is open, whole unfragmented messages are framed by `Frames` (wsproto
     builds an event per frame and decodes text through an incremental decoder); every other frame, and a
-    message in parts or too large, goes to wsproto and trio-websocket's own handlers.
-
-    With `keepalive` (seconds), a peer silent that long is pinged, and one silent as long again is gone: the
-    connection is aborted (1006).  Any bytes received count as a sign of life, so a busy peer is never pinged."""
+    message in parts or too large, goes to wsproto and trio-websocket's own handlers.  Every read sets
+    `watch.heard`, for `Keepalive`."""
     if ws._initial_request:  # clients send the upgrade request
         try:
             await ws._send(ws._initial_request)
@@ -219,39 +287,15 @@ async def reader_task(ws: tws.WebSocketConnection, keepalive: float | None = Non
         ready = len(data) == size
         return data
 
-    async def ping() -> bool:
-        """Ping the silent peer; False if the ping could not even be written within the keepalive."""
-        with trio.move_on_after(keepalive or 0):
-            try:
-                await ws._send(Ping(payload=os.urandom(4)))
-            except tws.ConnectionClosed:
-                pass
-            return True
-        return False
-
-    idle_at = trio.current_time() + keepalive if keepalive else math.inf
-    pinged = False
     async with channel:
         await dispatch()
         while ws._reader_running:
             try:
-                if keepalive:
-                    data = None
-                    with trio.move_on_at(idle_at):
-                        data = await read()
-                    if data is None:  # silent until the deadline
-                        if pinged or not await ping():
-                            log.info("a client silent for %.0f s after a ping was dropped", keepalive)
-                            await ws._abort_web_socket()
-                            break
-                        pinged, idle_at = True, trio.current_time() + keepalive
-                        continue
-                    pinged, idle_at = False, trio.current_time() + keepalive
-                else:
-                    data = await read()
+                data = await read()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await ws._abort_web_socket()
                 break
+            watch.heard = True
             if not data:
                 if proto.state != ConnectionState.CLOSED:
                     await ws._abort_web_socket()
@@ -297,7 +341,8 @@ def handshake_events(ws: tws.WebSocketConnection) -> tuple[trio.Event, trio.Even
     return ws._open_handshake, ws._close_handshake
 
 
-async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, keepalive: float | None = None) -> None:
+async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream,
+                       keepalive: Keepalive | None = None) -> None:
     """WebSocketServer._handle_connection (what serve_websocket does with each accepted stream), with
     `reader_task` as the connection's reader."""
     try:
@@ -308,12 +353,23 @@ async def serve_stream(server: tws.WebSocketServer, stream: trio.abc.Stream, kee
         await trio.aclose_forcefully(stream)
 
 
-async def _serve_connection(server: tws.WebSocketServer, stream: trio.abc.Stream, keepalive: float | None) -> None:
+async def _serve_connection(server: tws.WebSocketServer, stream: trio.abc.Stream,
+                            keepalive: Keepalive | None) -> None:
+    connection = tws.WebSocketConnection(
+        stream, WSConnection(ConnectionType.SERVER), message_queue_size=server._message_queue_size,
+        max_message_size=server._max_message_size, receive_buffer_size=server._receive_buffer_size)
+    watch = keepalive.watch(connection) if keepalive is not None else UNWATCHED
+    try:
+        await _run_connection(server, stream, connection, watch)
+    finally:
+        if keepalive is not None:
+            keepalive.watches.discard(watch)
+
+
+async def _run_connection(server: tws.WebSocketServer, stream: trio.abc.Stream, connection: tws.WebSocketConnection,
+                          watch: Watch) -> None:
     async with trio.open_nursery() as nursery:
-        connection = tws.WebSocketConnection(
-            stream, WSConnection(ConnectionType.SERVER), message_queue_size=server._message_queue_size,
-            max_message_size=server._max_message_size, receive_buffer_size=server._receive_buffer_size)
-        nursery.start_soon(reader_task, connection, keepalive)
+        nursery.start_soon(reader_task, connection, watch)
         with trio.move_on_after(server._connect_timeout) as connect_scope:
             request = await connection._get_request()
         if connect_scope.cancelled_caught:
