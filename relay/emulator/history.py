@@ -14,7 +14,7 @@ from .audio import audio_tokens
 from .images import IMAGE_TOKENS, is_image_part
 from .wire import count_words
 
-__all__ = ["audio_turn_transcript", "last_user_text", "model_turn", "prompt_tokens", "spoken_turn"]
+__all__ = ["audio_turn_transcript", "last_user_text", "model_turn", "prompt_tokens", "spoken_ms", "spoken_turn"]
 
 _AUDIO_PART = "emulatorAudio"
 
@@ -42,6 +42,11 @@ def spoken_turn(ms: int, transcript: str) -> dict[str, Any]:
 def audio_turn_transcript(turn: dict[str, Any]) -> str:
     """The transcript of an entry made by ``spoken_turn``."""
     return " ".join(part["transcript"] for part in _audio_parts(turn))
+
+
+def spoken_ms(turn: dict[str, Any]) -> int:
+    """How long the speech of an entry made by ``spoken_turn`` lasted, in milliseconds."""
+    return sum(part["ms"] for part in _audio_parts(turn))
 
 
 def model_turn(text: str) -> dict[str, Any]:

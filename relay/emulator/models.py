@@ -7,6 +7,10 @@ emulator did before it knew about models (it accepts everything, and calls are a
 Setup validation (``setup.py``) and the session (``session.py``) ask this table; nothing else looks
 at the model name. Facts: Google's Live API model pages of 2026 (ai.google.dev and the Vertex guides).
 The emulator models Google on its own, so this table is deliberately not ``relay.models``.
+
+Most rows are conversation models. Two families only listen (``kind``): the transcription model
+answers each spoken turn with its transcript as text, the translation model with translated speech;
+both hear nothing but audio and never interrupt themselves for new speech.
 """
 
 from __future__ import annotations
@@ -17,15 +21,25 @@ from typing import Any, Literal
 
 import attrs
 
+from .audio import InputSettings
 from .wire import INVALID_ARGUMENT, ProtocolError
 
 __all__ = [
+    "AUDIO_INPUT_ONLY",
     "AUDIO_ONLY",
+    "AUTOMATIC_DETECTION_ONLY",
     "EXTENDED_THINKING",
     "LEGACY",
     "NATIVE_AUDIO",
+    "NO_SYSTEM_INSTRUCTION",
+    "NO_TOOLS",
     "THREE_EIGHT",
     "THREE_PREVIEW",
+    "TRANSCRIPTION",
+    "TRANSCRIPTION_TEXT_ONLY",
+    "TRANSLATION",
+    "TRANSLATION_AUDIO_ONLY",
+    "Kind",
     "ModelRules",
     "interaction_status",
     "model_id",
@@ -35,6 +49,7 @@ __all__ = [
 Thinking = Literal["any", "none", "budget", "level"]
 ProactiveAudio = Literal["optional", "refused", "always"]
 Behavior = Literal["BLOCKING", "NON_BLOCKING"]
+Kind = Literal["conversation", "transcription", "translation"]
 
 # The 3.8 model pages say the supported response modality is audio and to enable output
 # transcription for text; Google's close reasons start with the generic sentence.
@@ -43,6 +58,19 @@ AUDIO_ONLY = (
     "Request contains an invalid argument. "
     "The supported response modality is AUDIO; enable output audio transcription.",
 )
+# The listening models' refusals say what is wrong, after the generic sentence as Google's do.
+_INVALID = INVALID_ARGUMENT[1]
+TRANSCRIPTION_TEXT_ONLY = (1007, f"{_INVALID} The transcription model answers in TEXT; set responseModalities to TEXT.")
+TRANSLATION_AUDIO_ONLY = (1007, f"{_INVALID} The translation model answers in AUDIO; set responseModalities to AUDIO.")
+NO_TOOLS = (1007, f"{_INVALID} This model takes no tools.")
+NO_SYSTEM_INSTRUCTION = (1007, f"{_INVALID} This model takes no system instruction.")
+AUTOMATIC_DETECTION_ONLY = (
+    1007,
+    f"{_INVALID} This model detects speech itself; automatic activity detection cannot be disabled.",
+)
+AUDIO_INPUT_ONLY = (1007, f"{_INVALID} This model hears only audio (realtimeInput.audio).")
+# translationConfig.targetLanguageCode: a BCP-47 code ("es", "pt-BR", "zh-Hans-CN").
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 _ALL_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
 # proto3 JSON enums come by name or number; UNSPECIFIED means "the model's default".
 _BEHAVIORS: dict[Any, Behavior | None] = {
@@ -73,9 +101,22 @@ class ModelRules:
     """One model family's row."""
 
     name: str
+    #: "conversation" answers every turn, text or spoken, and may be interrupted; "transcription"
+    #: answers each spoken turn with its transcript as text, "translation" with translated speech
+    #: (``translationConfig``). The last two hear only audio and answer every turn, in order.
+    kind: Kind = "conversation"
     #: ``responseModalities: ["TEXT"]`` accepted; if not, it closes with ``text_refusal``.
     text_output: bool = True
     text_refusal: tuple[int, str] = INVALID_ARGUMENT
+    #: ``responseModalities: ["AUDIO"]`` (also the default) accepted; if not, ``audio_refusal``.
+    audio_output: bool = True
+    audio_refusal: tuple[int, str] = INVALID_ARGUMENT
+    #: A non-empty ``tools`` / any ``systemInstruction`` accepted (if not: ``NO_TOOLS`` /
+    #: ``NO_SYSTEM_INSTRUCTION``).
+    tools: bool = True
+    system_instruction: bool = True
+    #: ``automaticActivityDetection.disabled: true`` accepted (if not: ``AUTOMATIC_DETECTION_ONLY``).
+    manual_activity: bool = True
     #: ``thinkingConfig``: "any" accepted and ignored (the old emulator), "none" refused outright,
     #: "budget" ``thinkingBudget`` only, "level" ``thinkingLevel`` (one of ``thinking_levels``) only.
     thinking: Thinking = "any"
@@ -96,6 +137,11 @@ class ModelRules:
     #: A ``clientContent`` turn without ``role`` is a 1007 (3.1 took only explicit roles mid-session).
     content_role_required: bool = False
 
+    @property
+    def conversation(self) -> bool:
+        """It takes text as well as speech and may be interrupted; the other kinds only listen."""
+        return self.kind == "conversation"
+
     # -- setup ---------------------------------------------------------------------------------
 
     def check_setup(self, setup: dict[str, Any], generation: dict[str, Any], modality: str) -> bool:
@@ -104,10 +150,37 @@ class ModelRules:
         makes replies start with a thought part."""
         if modality == "TEXT" and not self.text_output:
             raise ProtocolError.of(self.text_refusal)
+        if modality == "AUDIO" and not self.audio_output:
+            raise ProtocolError.of(self.audio_refusal)
+        if setup.get("tools") and not self.tools:
+            raise ProtocolError.of(NO_TOOLS)
+        if setup.get("systemInstruction") is not None and not self.system_instruction:
+            raise ProtocolError.of(NO_SYSTEM_INSTRUCTION)
         if "enableAffectiveDialog" in generation and not self.affective_dialog:
             raise ProtocolError.of(INVALID_ARGUMENT)
         self._check_proactivity(setup.get("proactivity"))
         return self._check_thinking(generation.get("thinkingConfig"))
+
+    def input_settings(self, settings: InputSettings) -> InputSettings:
+        """How this model takes realtime input under the setup's ``settings``: a model that only
+        listens answers every turn in order, so new speech never interrupts it."""
+        if not settings.automatic and not self.manual_activity:
+            raise ProtocolError.of(AUTOMATIC_DETECTION_ONLY)
+        return settings if self.conversation else attrs.evolve(settings, interrupts=False)
+
+    def translation_target(self, generation: dict[str, Any]) -> str | None:
+        """``translationConfig.targetLanguageCode`` of a translation model (None without a
+        ``translationConfig``, which the model takes, to stream silence); other models ignore it.
+        ``echoTargetLanguage`` is accepted and ignored: the emulator detects no languages."""
+        config = generation.get("translationConfig")
+        if self.kind != "translation" or config is None:
+            return None
+        if not isinstance(config, dict) or not isinstance(config.get("echoTargetLanguage"), bool | None):
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        code = config.get("targetLanguageCode")
+        if not isinstance(code, str) or not _LANGUAGE_CODE.fullmatch(code):
+            raise ProtocolError.of(INVALID_ARGUMENT)
+        return code
 
     def _check_proactivity(self, proactivity: Any) -> None:
         if self.proactive_audio == "optional" or proactivity is None:
@@ -253,7 +326,28 @@ THREE_PREVIEW = ModelRules(
     behaviors={None: "BLOCKING", "BLOCKING": "BLOCKING"},
     content_role_required=True,
 )
+# Speech to text over the Live API: audio in, each spoken turn's transcript out as model text.
+TRANSCRIPTION = ModelRules(
+    name="3.5 transcribe Live",
+    kind="transcription",
+    audio_output=False,
+    audio_refusal=TRANSCRIPTION_TEXT_ONLY,
+    tools=False,
+)
+# Speech to speech: a continuous audio stream in, translated speech (and its transcript) out.
+TRANSLATION = ModelRules(
+    name="3.5 Live translate",
+    kind="translation",
+    text_output=False,
+    text_refusal=TRANSLATION_AUDIO_ONLY,
+    tools=False,
+    system_instruction=False,
+    manual_activity=False,
+)
+# The listening models first: they are 3.x ids too, which THREE_PREVIEW would otherwise take.
 _ROWS: tuple[tuple[re.Pattern[str], ModelRules], ...] = (
+    (re.compile(r"^gemini-3\.5-transcribe-live"), TRANSCRIPTION),
+    (re.compile(r"^gemini-3\.5-live-translate"), TRANSLATION),
     (re.compile(r"^gemini-3\.8-live-extended-thinking"), EXTENDED_THINKING),
     (re.compile(r"^gemini-3\.8-live"), THREE_EIGHT),
     (re.compile(r"native-audio"), NATIVE_AUDIO),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .audio import InputAudio, audio_blobs, decode_data, parse_rate, transcript_text, turn_ms
 from .history import spoken_turn
 from .images import Image, image_blob
+from .models import AUDIO_INPUT_ONLY
 from .wire import INVALID_ARGUMENT, Backend, Endpoint, ProtocolError
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ class RealtimeInput:
         ) -> None: ...
 
     async def _on_realtime_input(self, body: dict[str, Any]) -> None:
+        assert self._config is not None
+        if not self._config.rules.conversation and ("text" in body or "video" in body):
+            raise ProtocolError.of(AUDIO_INPUT_ONLY)  # a transcription or translation model hears nothing else
         # One field per message is the norm; should several come together they are handled in
         # this fixed order, which keeps the outcome deterministic.
         if "activityStart" in body:

@@ -1,20 +1,23 @@
 """The replies of an emulated Gemini Live session: streaming, pacing, interruption, faults, context.
 
 A mixin of ``Session`` (``session.py``). A reply runs as its own task under its own cancel scope,
-so that a new turn can interrupt it; the frames it sends are made by ``wire.py``.
+so that a new turn can interrupt it; the frames it sends are made by ``wire.py``. What a reply says
+depends on the model's kind (``models.py``): a conversation echoes the user, a transcription model
+answers with the transcript, a translation model with speech of the translated transcript.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 from trio_websocket import ConnectionClosed
 
+from .audio import audio_tokens
 from .context import CONTEXT_EXCEEDED, slide_window
-from .history import audio_turn_transcript, model_turn, prompt_tokens
+from .history import audio_turn_transcript, model_turn, prompt_tokens, spoken_ms
 from .images import Image, acknowledgement
 from .lifetime import Lifetime
 from .models import interaction_status
@@ -27,10 +30,12 @@ from .wire import (
     Fault,
     audio_frame_seconds,
     audio_reply_frames,
+    audio_reply_ms,
     cap_words,
     chunk_text,
     count_words,
     find_faults,
+    silent_audio_frames,
     text_reply_frames,
     thought_frame,
     usage_metadata,
@@ -80,6 +85,18 @@ class Reply:
     done: trio.Event = attrs.Factory(trio.Event)
     # A continuation after a toolResponse says this text instead of echoing the user.
     text: str | None = None
+
+
+@attrs.frozen
+class Plan:
+    """What a reply sends once its faults are dealt with: ``lead`` (a thought part) first, then the
+    ``frames`` of its text or audio, each paired with the text it covers, then ``ending``. A reply
+    that does not ``complete`` never reaches turnComplete: no handle, no goAway counting it."""
+
+    lead: list[dict[str, Any]]
+    frames: Iterable[tuple[dict[str, Any], str]]
+    ending: list[dict[str, Any]]
+    completes: bool = True
 
 
 class Replies(Lifetime):
@@ -178,6 +195,52 @@ class Replies(Lifetime):
         delay = _SLOW_DELAY if Fault.SLOW in faults else self._options.chunk_delay
         if Fault.GOAWAY in faults:
             await self._go_away(binary=reply.binary)
+        if self._config.rules.conversation:
+            plan = await self._conversation_plan(reply, user_text)
+        else:
+            plan = self._listening_plan(reply, user_text)
+        if plan is None:
+            return
+        mid_fault = next((fault for fault in _MID_FAULTS if fault in faults), None)
+        if delay == 0 and not self._options.audio_realtime and mid_fault is None:
+            # Unpaced, the whole reply exists at once: one write, as a busy server's TCP stream would carry it.
+            frames = list(plan.frames)
+            reply.finished = True
+            await self._send_all(plan.lead + [m for m, _ in frames] + plan.ending, binary=reply.binary)
+            reply.sent_text += "".join(covered for _, covered in frames)
+        else:
+            if plan.lead:
+                await self._send_all(plan.lead, binary=reply.binary)
+            wait: float | None = None  # None before the first frame
+            for message, covered in plan.frames:
+                if wait is not None:
+                    if wait > 0:
+                        await trio.sleep(wait)
+                    else:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                await self._send(message, binary=reply.binary)
+                reply.sent_text += covered
+                if mid_fault is not None:
+                    await self._fail_mid_reply(_MID_FAULTS[mid_fault])
+                    return
+                wait = self._pause_after(message, delay)
+            # From here on nothing yields to cancellation: a reply whose generation completed is
+            # never reported as interrupted.
+            reply.finished = True
+            if plan.ending:
+                await self._send_all(plan.ending, binary=reply.binary)
+        if not plan.completes:
+            return
+        self._completed += 1
+        if not self._running:  # while a NON_BLOCKING call runs the session cannot be resumed
+            await self._resumable([*self._history, model_turn(reply.sent_text)], binary=reply.binary)
+        if self._completed == self._options.goaway_after_turns:
+            await self._go_away(binary=reply.binary)
+
+    async def _conversation_plan(self, reply: Reply, user_text: str) -> Plan | None:
+        """The echo of ``user_text`` (after a thought, if thinking), or a toolCall and maybe the talk
+        while it runs, or what the model says with the results; None once it waits on a toolCall."""
+        assert self._config is not None
         # A thinking model shows its reasoning first, before a toolCall as before an answer.
         thought = thought_text(user_text) if self._config.thinking else ""
         lead = [thought_frame(thought)] if thought else []
@@ -185,7 +248,7 @@ class Replies(Lifetime):
         if answer is None:
             made = await self._call_tools(reply, user_text, lead)
             if made == "wait":
-                return
+                return None
             if made == "talk":  # NON_BLOCKING calls run while the model goes on in this turn
                 # Interrupted while the toolCall went out (its sends are shielded): say nothing more.
                 await trio.lowlevel.checkpoint_if_cancelled()
@@ -208,38 +271,26 @@ class Replies(Lifetime):
         if self._config.rules.interaction_status:
             complete["interactionStatus"] = interaction_status(waits_on_call=False, calls_running=bool(self._running))
         ending = [{"serverContent": {"generationComplete": True}}, {"serverContent": complete, "usageMetadata": usage}]
-        mid_fault = next((fault for fault in _MID_FAULTS if fault in faults), None)
-        if delay == 0 and not self._options.audio_realtime and mid_fault is None:
-            # Unpaced, the whole reply exists at once: one write, as a busy server's TCP stream would carry it.
-            frames = list(self._reply_frames(text))
-            reply.finished = True
-            await self._send_all(lead + [m for m, _ in frames] + ending, binary=reply.binary)
-            reply.sent_text += "".join(covered for _, covered in frames)
+        return Plan(lead, self._reply_frames(text), ending)
+
+    def _listening_plan(self, reply: Reply, transcript: str) -> Plan:
+        """A transcription model answers a spoken turn with its transcript as text, a translation model
+        with speech of ``[<target language>] <transcript>`` (and its transcript); without a target it
+        streams silence and never completes, as the real one does (LiteLLM PR #41408). Each turn is
+        taken on its own, so its prompt is its own audio; there is no generationComplete."""
+        assert self._config is not None and reply.audio_turn is not None
+        heard_ms = spoken_ms(reply.audio_turn)
+        chunk_ms = self._options.audio_chunk_ms
+        if self._config.rules.kind == "transcription":
+            text, said, modality = transcript, count_words(transcript), "TEXT"
+        elif self._config.target_language is None:
+            return Plan([], silent_audio_frames(heard_ms, chunk_ms), [], completes=False)
         else:
-            if lead:
-                await self._send_all(lead, binary=reply.binary)
-            wait: float | None = None  # None before the first frame
-            for message, covered in self._reply_frames(text):
-                if wait is not None:
-                    if wait > 0:
-                        await trio.sleep(wait)
-                    else:
-                        await trio.lowlevel.checkpoint_if_cancelled()
-                await self._send(message, binary=reply.binary)
-                reply.sent_text += covered
-                if mid_fault is not None:
-                    await self._fail_mid_reply(_MID_FAULTS[mid_fault])
-                    return
-                wait = self._pause_after(message, delay)
-            # From here on nothing yields to cancellation: a reply whose generation completed is
-            # never reported as interrupted.
-            reply.finished = True
-            await self._send_all(ending, binary=reply.binary)
-        self._completed += 1
-        if not self._running:  # while a NON_BLOCKING call runs the session cannot be resumed
-            await self._resumable([*self._history, model_turn(reply.sent_text)], binary=reply.binary)
-        if self._completed == self._options.goaway_after_turns:
-            await self._go_away(binary=reply.binary)
+            text, modality = f"[{self._config.target_language}] {transcript}", "AUDIO"
+            said = audio_tokens(audio_reply_ms(text, chunk_ms, self._options.reply_audio_chunks))
+        usage = usage_metadata(self._endpoint.backend, 0, said, modality, audio_tokens(heard_ms))
+        ending = [{"serverContent": {"turnComplete": True}, "usageMetadata": usage}]
+        return Plan([], self._reply_frames(text), ending)
 
     async def _fail_mid_reply(self, code_reason: tuple[int, str] | None) -> None:
         if code_reason is not None:
@@ -254,6 +305,8 @@ class Replies(Lifetime):
         """Before a reply: compress the history if set up and over the trigger; False (the
         connection is closing) if it still exceeds ``context_limit_tokens``."""
         assert self._config is not None
+        if not self._config.rules.conversation:
+            return True  # each turn is transcribed or translated on its own: no context to outgrow
         limit = self._options.context_limit_tokens
         total = sum(self._prompt_tokens())
         if self._config.compression is not None:

@@ -226,6 +226,39 @@ models behave as described above and accept every field):
   ``promptTokensDetails``), and the next reply appends `` [image <mimeType> <bytes> bytes]`` per image.
 * One backend only: ``setup.labels`` and ``functionResponses[].willContinue`` close 1007 on Vertex,
   ``explicitVadSignal`` (in ``setup`` or its ``realtimeInputConfig``) on AI Studio.
+
+Listening models (rows of ``kind`` transcription and translation; both backends alike). Their
+refusals close 1007 with "Request contains an invalid argument." followed by a sentence
+(``models.TRANSCRIPTION_TEXT_ONLY`` and its siblings):
+
+* ``gemini-3.5-transcribe-live*`` (speech to text; ``-preview`` on Vertex): ``responseModalities``
+  must be TEXT (AUDIO, or none, closes "... The transcription model answers in TEXT; ..."); non-empty
+  ``tools`` close "... This model takes no tools."; the rest is accepted, and ``speechConfig`` and
+  both audio transcriptions are ignored. Each spoken turn (automatic detection, or
+  ``activityStart``/``activityEnd`` with it disabled) is answered with its transcript (``"audio <N>
+  ms"``, or ``audio_transcript``) as ``modelTurn`` text parts of ``chunk_words`` words, then
+  ``{"serverContent": {"turnComplete": true}, "usageMetadata": U}``: U's prompt is the turn's own
+  audio (``ceil(N / 40)``, AUDIO), its output one token per word (TEXT). No ``generationComplete``,
+  no audio, no ``inputTranscription`` or ``outputTranscription``.
+* ``gemini-3.5-live-translate*`` (speech to speech): ``responseModalities`` must be AUDIO (TEXT
+  closes "... The translation model answers in AUDIO; ..."); non-empty ``tools``, a
+  ``systemInstruction`` and ``automaticActivityDetection.disabled: true`` close with their reasons.
+  ``generationConfig.translationConfig.targetLanguageCode`` must match
+  ``[a-z]{2,3}(-[A-Za-z0-9]{2,8})*`` and ``echoTargetLanguage`` be a bool (it is ignored), else
+  1007 "Request contains an invalid argument.". Each spoken turn gets, with
+  ``inputAudioTranscription``, its transcript as ``inputTranscription`` pieces and ``finished``;
+  then speech of ``"[<code>] <transcript>"`` as an AUDIO reply (the voice's tone, 60 ms per word or
+  ``reply_audio_chunks``) with ``outputTranscription`` pieces, whether or not
+  ``outputAudioTranscription`` was set up; then turnComplete with U: the turn's audio tokens in,
+  ``ceil(ms / 40)`` of the audio said out (AUDIO). Without ``translationConfig`` a turn gets (after
+  its ``inputTranscription``, if set up) all-zero 24 kHz PCM as long as the turn (at least one
+  ``audio_chunk_ms`` chunk) and nothing more: no ``outputTranscription``, no turnComplete, no handle
+  (what Gemini does, LiteLLM PR #41408).
+* Both: ``clientContent``, ``toolResponse``, ``realtimeInput.text`` and ``realtimeInput.video``
+  close "... This model hears only audio (realtimeInput.audio)."; speech never interrupts them
+  (whatever ``activityHandling``): a turn that ends while another is answered is answered after it,
+  in order. Each turn stands alone, so ``contextWindowCompression`` and ``context_limit_tokens`` do
+  not apply. Resumption handles, goAway and fault markers (in ``audio_transcript``) work as above.
 """
 
 from __future__ import annotations

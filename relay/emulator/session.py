@@ -21,7 +21,7 @@ from relay.gate import Gate
 from .audio import InputAudio
 from .history import last_user_text
 from .images import Image, turn_images
-from .models import interaction_status
+from .models import AUDIO_INPUT_ONLY, interaction_status
 from .options import EmulatorOptions
 from .realtime import RealtimeInput
 from .registry import LogicalSession, Registry
@@ -134,6 +134,8 @@ class Session(Replies, RealtimeInput):
             raise ProtocolError(1007, f'Invalid JSON payload received. Unknown name "{raw_key}": Cannot find field.')
         if not isinstance(body, dict):
             raise ProtocolError.of(INVALID_ARGUMENT)
+        if key in ("clientContent", "toolResponse") and not self._config.rules.conversation:
+            raise ProtocolError.of(AUDIO_INPUT_ONLY)  # a listening model takes no turns and has no tools
         if key == "clientContent":
             await self._on_client_content(body)
         elif key == "realtimeInput":

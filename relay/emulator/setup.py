@@ -45,6 +45,9 @@ class SessionConfig:
     # The model's row, and whether the setup turned thinking on (replies start with a thought).
     rules: ModelRules = LEGACY
     thinking: bool = False
+    # A translation model's ``translationConfig.targetLanguageCode`` (None: it has none, and
+    # streams silence).
+    target_language: str | None = None
 
 
 def _dig(body: dict[str, Any], *keys: str) -> Any:
@@ -67,6 +70,19 @@ def _check_backend(body: dict[str, Any], ric: dict[str, Any], backend: Backend) 
     vertex_only = "explicitVadSignal" in body or "explicitVadSignal" in ric
     if backend is Backend.STUDIO and (vertex_only or _dig(body, "sessionResumption", "transparent")):
         raise ProtocolError.of(INVALID_ARGUMENT)
+
+
+def _transcriptions(body: dict[str, Any], rules: ModelRules) -> tuple[bool, bool]:
+    """(input, output) transcription: as set up for a conversation; a transcription model's answer
+    is the transcript already, so it sends neither; a translation model always transcribes what it
+    says, and what it hears when asked to."""
+    asked_input = body.get("inputAudioTranscription") is not None
+    asked_output = body.get("outputAudioTranscription") is not None
+    if rules.kind == "transcription":
+        return False, False
+    if rules.kind == "translation":
+        return asked_input, True
+    return asked_input, asked_output
 
 
 def parse_setup(body: Any, backend: Backend) -> SessionConfig:
@@ -96,15 +112,16 @@ def parse_setup(body: Any, backend: Backend) -> SessionConfig:
     _check_backend(body, ric, backend)
     rules = rules_for(model)
     thinking = rules.check_setup(body, gen, modalities[0])
+    input_transcription, output_transcription = _transcriptions(body, rules)
     return SessionConfig(
         model=model,
         modality=modalities[0],
         system_instruction=body.get("systemInstruction"),
         max_output_tokens=max_tokens,
-        input_transcription=body.get("inputAudioTranscription") is not None,
-        output_transcription=body.get("outputAudioTranscription") is not None,
+        input_transcription=input_transcription,
+        output_transcription=output_transcription,
         realtime_input_config=ric,
-        input_settings=parse_input_settings(ric),
+        input_settings=rules.input_settings(parse_input_settings(ric)),
         voice=voice,
         tone_hz=voice_tone_hz(voice),
         resumption=resumption,
@@ -115,4 +132,5 @@ def parse_setup(body: Any, backend: Backend) -> SessionConfig:
         non_blocking=rules.non_blocking(body.get("tools")),
         rules=rules,
         thinking=thinking,
+        target_language=rules.translation_target(gen),
     )

@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "audio_frame_seconds",
     "audio_reply_frames",
+    "audio_reply_ms",
     "camel_key",
     "cap_words",
     "chunk_text",
@@ -43,6 +44,7 @@ __all__ = [
     "find_faults",
     "normalize",
     "parse_target",
+    "silent_audio_frames",
     "split_words",
     "text_reply_frames",
     "thought_frame",
@@ -268,6 +270,25 @@ def text_reply_frames(reply: str, words_per_chunk: int) -> Iterator[tuple[dict[s
         yield {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": piece}]}}}, piece
 
 
+def _chunk_samples(chunk_ms: int) -> int:
+    return max(1, SAMPLE_RATE * chunk_ms // 1000)
+
+
+def _reply_samples(reply: str, step: int, chunks: int) -> int:
+    """Samples of an AUDIO reply: ``MS_PER_WORD`` per word, or exactly ``chunks`` chunks of ``step``."""
+    return chunks * step if chunks > 0 else count_words(reply) * SAMPLES_PER_WORD
+
+
+def _audio_message(pcm: bytes) -> dict[str, Any]:
+    part = {"inlineData": {"mimeType": AUDIO_MIME_TYPE, "data": base64.b64encode(pcm).decode("ascii")}}
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [part]}}}
+
+
+def audio_reply_ms(reply: str, chunk_ms: int, chunks: int = 0) -> int:
+    """How long the audio of ``audio_reply_frames`` (same arguments) plays, in whole milliseconds."""
+    return _reply_samples(reply, _chunk_samples(chunk_ms), chunks) * 1000 // SAMPLE_RATE
+
+
 def audio_reply_frames(
     reply: str,
     words_per_chunk: int,
@@ -284,9 +305,9 @@ def audio_reply_frames(
     service. Without transcription the covered text rides along with that audio chunk (it is
     only used to record the model turn in the history).
     """
-    step = max(1, SAMPLE_RATE * chunk_ms // 1000)
+    step = _chunk_samples(chunk_ms)
     words = count_words(reply)
-    total = chunks * step if chunks > 0 else words * SAMPLES_PER_WORD
+    total = _reply_samples(reply, step, chunks)
     pieces: list[tuple[int, str]] = []
     word = 0
     for piece in chunk_text(reply, words_per_chunk):
@@ -302,9 +323,16 @@ def audio_reply_frames(
                 yield {"serverContent": {"outputTranscription": {"text": piece}}}, piece
             else:
                 carried += piece
-        data = base64.b64encode(tone_pcm(start, min(step, total - start), hz)).decode("ascii")
-        part = {"inlineData": {"mimeType": AUDIO_MIME_TYPE, "data": data}}
-        yield {"serverContent": {"modelTurn": {"role": "model", "parts": [part]}}}, carried
+        yield _audio_message(tone_pcm(start, min(step, total - start), hz)), carried
+
+
+def silent_audio_frames(ms: int, chunk_ms: int) -> Iterator[tuple[dict[str, Any], str]]:
+    """``ms`` of all-zero 24 kHz PCM (at least one chunk) as AUDIO reply messages of ``chunk_ms``
+    each, covering no text: what the translation model streams without a ``translationConfig``."""
+    step = _chunk_samples(chunk_ms)
+    total = max(step, SAMPLE_RATE * ms // 1000)
+    for start in range(0, total, step):
+        yield _audio_message(bytes(2 * min(step, total - start))), ""
 
 
 def audio_frame_seconds(message: dict[str, Any]) -> float:
