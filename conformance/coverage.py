@@ -26,15 +26,16 @@ SENT = "sent"  # a Gemini client message or field the relay sends
 NEVER = "never sent"  # a Gemini client message or field the relay does not use (said why)
 USED = "used"  # a Gemini server message or field the relay acts on
 IGNORED = "ignored"  # a Gemini server field read past (said why)
-NO_ROUTE = "not served yet"  # an event of a socket the relay does not serve yet (its handshake gets a 404)
 
 # OpenAI client events: type -> (status, what happens; for REJECTED the error code first, then why).
 CLIENT: dict[str, tuple[str, str]] = {
     "session.update": (MAPPED, "updates the effective session (beta flat or GA nested shape) and answers "
                        "`session.updated` with all of it; Gemini gets it in `setup`, by `contextUpdate` or at the "
-                       "next turn boundary (see Long sessions)"),
-    "transcription_session.update": (REJECTED, "unsupported_event: transcription sessions are not served yet; "
-                                     "the session goes on"),
+                       "next turn boundary (see Long sessions); GA `type: \"transcription\"` makes or updates a "
+                       "transcription session"),
+    "transcription_session.update": (MAPPED, "beta: opens (on a session where nothing happened yet) or updates a "
+                                     "transcription session; answered by `transcription_session.updated` (see "
+                                     "Transcription sessions)"),
     "input_audio_buffer.append": (MAPPED, "`realtimeInput.audio` (see Audio)"),
     "input_audio_buffer.commit": (SYNTHESIZED, "`input_audio_buffer.committed` and the user item; in manual mode "
                                   "the turn ends (`activityEnd`) at `response.create`"),
@@ -71,7 +72,8 @@ SERVER: dict[str, tuple[str, str]] = {
     "conversation.item.input_audio_transcription.delta": (MAPPED, "Gemini's `inputTranscription`"),
     "conversation.item.input_audio_transcription.completed": (MAPPED, "Gemini's `inputTranscription` finished, "
                                                               "with duration `usage`"),
-    "conversation.item.input_audio_transcription.failed": (NOT_SENT, "Gemini reports no transcription failure"),
+    "conversation.item.input_audio_transcription.failed": (SYNTHESIZED, "transcription sessions: an utterance whose "
+                                                           "Gemini connection ended before its transcript did"),
     "conversation.item.input_audio_transcription.segment": (NOT_SENT, "diarized segments: Gemini has none"),
     "input_audio_buffer.committed": (SYNTHESIZED, "on `commit`, or when Gemini takes a server-VAD turn"),
     "input_audio_buffer.cleared": (SYNTHESIZED, "answers `input_audio_buffer.clear`"),
@@ -112,7 +114,7 @@ SERVER: dict[str, tuple[str, str]] = {
     "response.mcp_call.failed": (NOT_SENT, "MCP tools are not offered"),
     "response.mcp_call_arguments.delta": (NOT_SENT, "MCP tools are not offered"),
     "response.mcp_call_arguments.done": (NOT_SENT, "MCP tools are not offered"),
-    "transcription_session.updated": (NOT_SENT, "transcription sessions are not served yet"),
+    "transcription_session.updated": (SYNTHESIZED, "beta: answers `transcription_session.update`"),
     "error": (SYNTHESIZED, "bad input, limits, upstream faults (see Errors)"),
 }
 
@@ -126,7 +128,7 @@ GEMINI_IN: dict[str, tuple[str, str]] = {
     "go_away": (USED, "a resume on a new connection at the next turn boundary"),
     "session_resumption_update": (USED, "the handle of the next resume"),
     "voice_activity_detection_signal": (IGNORED, "the relay times speech from Gemini's answer and transcription"),
-    "voice_activity": (IGNORED, "as above"),
+    "voice_activity": (USED, "transcription sessions: `speech_started` / `speech_stopped` where Gemini sends it"),
     "server_content.model_turn": (USED, "text, audio and (skipped) thought parts"),
     "server_content.turn_complete": (USED, "`response.done`"),
     "server_content.interrupted": (USED, "barge-in: `speech_started`, the response ends"),
@@ -141,13 +143,31 @@ GEMINI_IN: dict[str, tuple[str, str]] = {
     "server_content.interim_input_transcription": (IGNORED, "the final `input_transcription` is used"),
 }
 
+# Server events the relay sends that the SDK's unions lack, and why.
+OUTSIDE_SDK: dict[str, str] = {
+    "transcription_session.created": "beta: the first event of a transcription session (`?intent=transcription`), "
+                                     "as OpenAI sends it (its OpenAPI spec has "
+                                     "RealtimeBetaServerEventTranscriptionSessionCreated; the beta SDK union does "
+                                     "not); its `session` validates as the SDK's `TranscriptionSession`",
+}
+
 # The translation socket (`/v1/realtime/translations`, `client.realtime.translations.connect()`): its own unions.
-_TRANSLATION_LATER = "the translation socket is not served yet (issue 16): its handshake gets a 404"
 TRANSLATION: dict[str, tuple[str, str]] = {
-    name: (NO_ROUTE, _TRANSLATION_LATER) for name in (
-        "session.update", "session.input_audio_buffer.append", "session.close", "session.created",
-        "session.updated", "session.closed", "session.input_transcript.delta", "session.output_transcript.delta",
-        "session.output_audio.delta", "error")
+    "session.update": (MAPPED, "`audio.output.language` becomes `translationConfig.targetLanguageCode` (a change "
+                       "switches connections between segments), `audio.input.transcription` turns on Gemini's input "
+                       "transcription; `noise_reduction` is kept and shown, Gemini has none"),
+    "session.input_audio_buffer.append": (MAPPED, "`realtimeInput.audio`; refused until a language is set"),
+    "session.close": (SYNTHESIZED, "`session.closed` once the segment being translated is done, then the socket "
+                      "closes"),
+    "session.created": (SYNTHESIZED, "on connect"),
+    "session.updated": (SYNTHESIZED, "answers every `session.update`"),
+    "session.closed": (SYNTHESIZED, "answers `session.close`"),
+    "session.input_transcript.delta": (MAPPED, "Gemini's `inputTranscription`, when `audio.input.transcription` is "
+                                       "set"),
+    "session.output_transcript.delta": (MAPPED, "Gemini's `outputTranscription`"),
+    "session.output_audio.delta": (MAPPED, "Gemini's audio, as 24 kHz pcm16 with `elapsed_ms` (output audio before "
+                                   "the chunk)"),
+    "error": (SYNTHESIZED, "bad input, a missing or unsupported language, upstream faults"),
 }
 
 GEMINI_OUT: dict[str, tuple[str, str]] = {
@@ -228,6 +248,8 @@ def tables() -> str:
             "| event | dialects | status | when, or why not |", "|---|---|---|---|"]
     for name, (status, what) in SERVER.items():
         out.append(f"| `{name}` | {_dialects(name, events['server'])} | {status} | {what} |")
+    for name, what in OUTSIDE_SDK.items():
+        out.append(f"| `{name}` | beta (not in the SDK's union) | {SYNTHESIZED} | {what} |")
     out += ["", "Gemini → relay, every field of `LiveServerMessage` and of its `server_content`:", "",
             "| field | status | what the relay does with it |", "|---|---|---|"]
     out += [f"| `{name}` | {status} | {what} |" for name, (status, what) in GEMINI_IN.items()]

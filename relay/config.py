@@ -726,17 +726,15 @@ def _transport(settings: _GeneralSettings, path: str, env: Mapping[str, str], er
 
 
 def default_config(emulator_base: str, env: Mapping[str, str] = os.environ) -> Config:
-    """The config used without a file: one Vertex-shaped model served by a local emulator, no credentials."""
+    """The config used without a file: Vertex-shaped models served by a local emulator, no credentials: a
+    conversation model (the default of `/v1/realtime`), a transcription model and a translation model."""
     try:
         base = normalize_api_base(emulator_base)
     except ValueError as exc:
         raise ConfigError(f"emulator base URL {emulator_base!r} {exc}") from None
-    entry = ModelEntry(
-        model_name="vertex_gemini_live_text",
-        provider="vertex_ai",
-        model="gemini-2.0-flash-live-preview-04-09",
-        vertex_project="relay-emulator",
-        api_base=base,
-        upstream_auth="none",
-    )
-    return Config(models=(entry,), master_key=env.get("RELAY_MASTER_KEY") or None)
+    models = (("vertex_gemini_live_text", "gemini-2.0-flash-live-preview-04-09"),
+              ("gemini_transcribe", "gemini-3.5-transcribe-live-preview"),
+              ("gemini_translate", "gemini-3.5-live-translate-preview"))
+    entries = tuple(ModelEntry(model_name=name, provider="vertex_ai", model=model, vertex_project="relay-emulator",
+                               api_base=base, upstream_auth="none") for name, model in models)
+    return Config(models=entries, master_key=env.get("RELAY_MASTER_KEY") or None)

@@ -121,7 +121,7 @@ _ROWS: tuple[tuple[str, str, ModelCaps, dict[str, Any]], ...] = (
         function_behavior="non_blocking_default", scheduling=True, context_update=True, proactive_audio="always"),
      {}),
     ("gemini-3.5-transcribe-live, gemini-3.5-transcribe-live-preview", r"^gemini-3\.5-transcribe-live", ModelCaps(
-        family="3.5 Transcribe Live (speech to text)", kind="transcription", text_output=False), {}),
+        family="3.5 Transcribe Live (speech to text)", kind="transcription"), {}),
     ("gemini-3.5-live-translate-preview", r"^gemini-3\.5-live-translate", ModelCaps(
         family="3.5 Live Translate (speech to speech)", kind="translation", text_output=False,
         function_behavior="non_blocking_only"), {}),

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 
-from relay.config import ClientKey, Config
+from relay.config import ClientKey, Config, ModelEntry
 from relay.deadlines import Deadlines
 from relay.http import HttpApp
 from relay.ids import SessionIds
@@ -21,7 +21,7 @@ from relay.metrics import SHARE_INTERVAL, Source, Totals, exposition, registry_f
 from relay.session import Session
 from relay.session_config import Dialect
 from relay.stats import Stats
-from relay.translate import Translator
+from relay.translate import LiveTranslation, Translator
 from relay.transport import CLOSE_TIMEOUT, MAX_EVENT_SIZE, HandshakeRequest, IncomingConnection
 from relay.transport.registry import get_transport
 from relay.upstream import Upstream
@@ -171,6 +171,66 @@ class RelayServer:
                  "kind": e.caps().kind} for e in self.config.models]
         return 200, {"object": "list", "data": data}
 
+    def _default_model(self, route: str, transcription: bool) -> str | None:
+        """The model of a handshake that names none: the first configured model of the kind asked for (for a
+        transcription session, a transcription model, else the first realtime model)."""
+        by_kind: dict[str, list[str]] = {}
+        for entry in self.config.models:
+            by_kind.setdefault(entry.caps().kind, []).append(entry.model_name)
+        if route == "translation":
+            wanted = ["translation"]
+        else:
+            wanted = ["transcription", "realtime"] if transcription else ["realtime"]
+        return next((names[0] for kind in wanted if (names := by_kind.get(kind))), None)
+
+    def _route_refusal(self, route: str, model: str | None, transcription: bool) -> tuple[int, str, bytes] | None:
+        """(HTTP status, metric reason, body) if the handshake's route and model do not go together."""
+        names = self.config.model_names
+        if model is None:
+            if self._default_model(route, transcription) is not None:
+                return None
+            kind = route if route == "translation" else "transcription or realtime" if transcription else "realtime"
+            return 404, "model_not_found", _error_body(
+                f"Missing required query parameter 'model', and no {kind} model is configured on this relay. Valid "
+                "models: " + ", ".join(names) + ".", "invalid_request_error", "model_not_found", valid_models=names)
+        entry = self.config.model(model)
+        if entry is None:
+            return 404, "model_not_found", _error_body(
+                f"The model '{model}' does not exist on this relay. Valid models: " + ", ".join(names) + ".",
+                "invalid_request_error", "model_not_found", model=model, valid_models=names)
+        kind = entry.caps().kind
+        if route == "translation" and kind != "translation":
+            where = "/v1/realtime?intent=transcription&model=" if kind == "transcription" else "/v1/realtime?model="
+            return 400, "wrong_session_kind", _error_body(
+                f"The model '{model}' serves {kind} sessions, not translation: connect to {where}{model}.",
+                "invalid_request_error", "unsupported_model", model=model)
+        if route == "realtime" and kind == "translation":
+            return 400, "wrong_session_kind", _error_body(
+                f"The model '{model}' serves translation sessions: connect to /v1/realtime/translations?model="
+                f"{model}.", "invalid_request_error", "unsupported_model", model=model)
+        return None
+
+    def _translator(self, entry: ModelEntry, route: str, transcription: bool, dialect: Dialect | None,
+                    named: bool) -> Translator | LiveTranslation:
+        """The session's state machine: a translation socket's, or a conversation's (started as a transcription
+        session when the handshake asked for one or named a transcription model)."""
+        ids = SessionIds()
+        caps = entry.caps()
+        switch_ms = self.config.resume_buffer_seconds * 1000
+        if route == "translation":
+            lifetime = self.config.max_session_seconds or 3600
+            return LiveTranslation(ids, caps, model=entry.model_name, expires_at=int(time.time() + lifetime),
+                                   max_frame_bytes=MAX_EVENT_SIZE, switch_buffer_ms=switch_ms, options=entry.options)
+        kind = "transcription" if transcription or caps.kind == "transcription" else "realtime"
+        transcribers = {e.model_name: (e.caps(), e.options) for e in self.config.models
+                        if e.caps().kind in ("transcription", "realtime")}
+        # A handshake that named no model gets the first transcription model for its transcription sessions.
+        default = entry.model_name if named else self._default_model("realtime", True)
+        return Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
+                          compression=entry.context_window_compression, switch_buffer_ms=switch_ms,
+                          options=entry.options, kind=kind, model=entry.model_name, transcribers=transcribers,
+                          default_transcriber=default)
+
     async def handle(self, conn: IncomingConnection) -> None:
         req = conn.request
         url = urlsplit(req.path)
@@ -179,10 +239,14 @@ class RelayServer:
             await conn.reject(503, _error_body("The relay is shutting down; connect again to reach another instance.",
                                                "server_error", "service_unavailable"))
             return
-        if not url.path.rstrip("/").endswith("/realtime"):
+        path = url.path.rstrip("/")
+        route = "translation" if path.endswith("/realtime/translations") else "realtime" \
+            if path.endswith("/realtime") else None
+        if route is None:
             self.totals.refused["not_found"] += 1
             log.info("refused a handshake for %s: no such route", url.path)
-            await conn.reject(404, _error_body(f"No route for {url.path}; use /v1/realtime?model=NAME.",
+            await conn.reject(404, _error_body(f"No route for {url.path}; use /v1/realtime?model=NAME or "
+                                               "/v1/realtime/translations?model=NAME.",
                                                "invalid_request_error", "not_found"))
             return
         key = self._key_of(req)
@@ -192,28 +256,20 @@ class RelayServer:
             await conn.reject(401, _error_body("Incorrect API key provided.", "invalid_request_error",
                                                "invalid_api_key"))
             return
-        names = self.config.model_names
-        model = (parse_qs(url.query).get("model") or [None])[0]
-        if model is None and len(names) == 1:
-            model = names[0]
-        upstream = self.upstreams.get(model) if model is not None else None
-        if upstream is None:
-            self.totals.refused["model_not_found"] += 1
-            log.info("refused a handshake: unknown model %r", model)
-            message = (f"The model '{model}' does not exist on this relay." if model is not None
-                       else "Missing required query parameter 'model'.")
-            await conn.reject(404, _error_body(message + " Valid models: " + ", ".join(names) + ".",
-                                               "invalid_request_error", "model_not_found",
-                                               model=model, valid_models=names))
+        query = parse_qs(url.query)
+        model = (query.get("model") or [None])[0]
+        transcription = (query.get("intent") or [None])[0] == "transcription"
+        refused = self._route_refusal(route, model, transcription)
+        if refused is not None:
+            status, why, body = refused
+            self.totals.refused[why] += 1
+            log.info("refused a handshake: %s", orjson.loads(body)["error"]["message"])
+            await conn.reject(status, body)
             return
-        kind = self.config.model(model).caps().kind  # type: ignore[union-attr]
-        if kind == "translation":
-            self.totals.refused["wrong_session_kind"] += 1
-            log.info("refused a handshake: %r is a translation model, asked for on %s", model, url.path)
-            await conn.reject(400, _error_body(
-                f"The model '{model}' serves translation sessions: connect to /v1/realtime/translations?model="
-                f"{model}.", "invalid_request_error", "unsupported_model", model=model))
-            return
+        named = model is not None
+        if model is None:
+            model = self._default_model(route, transcription)
+        assert model is not None
         refusal = self._over_limit(key)
         if refusal is not None:
             await conn.reject(429, _error_body(refusal, "invalid_request_error", "rate_limit_exceeded"))
@@ -226,11 +282,7 @@ class RelayServer:
         del conn, req
         entry = self.config.model(model)
         assert entry is not None
-        ids = SessionIds()
-        caps = entry.caps()
-        translator = Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
-                                compression=entry.context_window_compression,
-                                switch_buffer_ms=self.config.resume_buffer_seconds * 1000, options=entry.options)
+        translator = self._translator(entry, route, transcription, dialect, named)
         label = f"[{translator.session.id} {model}]"
         SESSION.set({"session": translator.session.id, "model": model, "key": key.name})
         started = trio.current_time()
@@ -247,10 +299,10 @@ class RelayServer:
                                    "dialect": translator.dialect or "auto"}})
         try:
             session = Session(
-                client, translator, upstream, label, self._open_upstream, self.config.response_timeout,
+                client, translator, self.upstreams[model], label, self._open_upstream, self.config.response_timeout,
                 self.config.client_send_buffer, self.stats, model=model,
                 max_events_per_second=self.config.max_events_per_second,
-                max_seconds=self.config.max_session_seconds, deadlines=self._deadlines,
+                max_seconds=self.config.max_session_seconds, deadlines=self._deadlines, upstreams=self.upstreams,
                 **self._timers.for_model(model),
             )
             self._sessions.add(session)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -103,8 +103,11 @@ class Session:
         turn_latency: Callable[[float], None] | None = None,
         relay_latency: tuple[Callable[[float], None], Callable[[float], None]] | None = None,
         deadlines: Deadlines | None = None,
+        upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
-        """`deadlines`: the server's timers, which end the session after `max_seconds` (required with it)."""
+        """`deadlines`: the server's timers, which end the session after `max_seconds` (required with it).
+        `upstreams`: every configured model's upstream, for a translator that names another model in `Connect`
+        (a transcription session's `transcription.model`)."""
         self._ttft = time_to_first_token  # observes seconds from a response's start to its first content
         self._turn_latency = turn_latency  # ... from the client's last event before that content to the content
         self._last_client_at = 0.0
@@ -132,6 +135,7 @@ class Session:
         self._open_upstream = open_upstream  # the configured transport's client side
         self._t = translator
         self._upstream = upstream
+        self._upstreams = upstreams or {}
         self._label = label
         self._link: _Link | None = None
         self._nursery: trio.Nursery | None = None
@@ -435,7 +439,8 @@ class Session:
                 while True:
                     attempt += 1
                     try:
-                        await self._attempt(link, connect.setup)
+                        upstream = self._upstreams.get(connect.model or "", self._upstream)
+                        await self._attempt(link, connect.setup, upstream)
                         return
                     except _Failed as failure:
                         self._stats.upstream[self.model, "resume" if connect.resume else "fresh", "failed"] += 1
@@ -466,10 +471,10 @@ class Session:
         else:
             self._route(self._t.upstream_failed(failure.status, failure.message))
 
-    async def _attempt(self, link: _Link, setup: dict[str, Any]) -> None:
+    async def _attempt(self, link: _Link, setup: dict[str, Any], upstream: Upstream) -> None:
         """One connection; raises _Failed if it ends before Gemini answered `setup`."""
         try:
-            target = await self._upstream.target()
+            target = await upstream.target()
         except UpstreamAuthError as exc:
             log.warning("%s upstream credentials failed: %s", self._label, exc)
             raise _Failed(False, str(exc), why="credentials") from None

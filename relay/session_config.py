@@ -8,6 +8,7 @@ reduction, a transcription model name, …) are accepted and kept so every `sess
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import attrs
@@ -40,6 +41,7 @@ _KEPT = ("tracing", "include", "prompt", "truncation", "reasoning", "parallel_to
 @attrs.define
 class SessionConfig:
     id: str
+    type: str = "realtime"  # or "transcription": the session kind (relay.translate.transcription)
     instructions: str = ""
     modalities: tuple[str, ...] = ("text", "audio")
     voice: str | dict[str, Any] = "alloy"  # a name, or (GA, 2026) a custom voice object {"id": ...}
@@ -199,14 +201,11 @@ def apply_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session")
     """Apply a GA-shaped patch (`audio.input.*`, `output_modalities`, format objects)."""
     p = prefix
     kind = patch.get("type", "realtime")
-    if kind == "transcription":
-        raise ClientError(
-            "unsupported_session_type",
-            "Transcription sessions are not supported by this relay; use type 'realtime'.",
-            f"{p}.type",
-        )
-    if kind != "realtime":
+    if kind not in ("realtime", "transcription"):
         raise invalid_value(f"{p}.type", kind, ("realtime", "transcription"))
+    if kind == "transcription":
+        apply_transcription_ga(cfg, patch, prefix)
+        return
     flat: dict[str, Any] = {}
     for key, value in patch.items():
         if key == "output_modalities":
@@ -232,6 +231,111 @@ def apply_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session")
         else:
             flat[key] = value
     apply_beta(cfg, flat, prefix)
+
+
+# ---------------------------------------------------------------- transcription sessions
+
+TRANSCRIPTION_TURN_DETECTION: dict[str, Any] = {
+    "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500,
+}
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _transcription(value: Any, param: str) -> dict[str, Any] | None:
+    """`{model, language, prompt}` (all optional), or null."""
+    if value is None:
+        return None
+    _expect(value, dict, param, "an object or null")
+    out = dict(value)
+    for key in ("model", "prompt"):
+        if out.get(key) is not None:
+            _expect(out[key], str, f"{param}.{key}", "a string")
+    language = out.get("language")
+    if language is not None:
+        _expect(language, str, f"{param}.language", "a string")
+        if not _LANGUAGE.match(language):
+            raise ClientError("invalid_value", f"Invalid 'language': '{language}' is not an ISO-639-1 (or BCP-47) "
+                              "language code, such as 'en' or 'pt-BR'.", f"{param}.language")
+    return out
+
+
+def _transcription_turns(value: Any, param: str) -> dict[str, Any] | None:
+    td = _turn_detection(value, param)
+    if td is not None:
+        # "Not available for transcription sessions": a transcription session never responds.
+        td.pop("create_response", None)
+        td.pop("interrupt_response", None)
+    return td
+
+
+def apply_transcription_beta(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session") -> None:
+    """Apply a beta `transcription_session.update` patch (openai.types.beta.realtime.TranscriptionSessionUpdate)."""
+    p = prefix
+    changes: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "input_audio_format":
+            changes[key] = _format(value, f"{p}.{key}", ga=False)
+        elif key == "input_audio_transcription":
+            changes[key] = _transcription(value, f"{p}.{key}")
+        elif key == "input_audio_noise_reduction":
+            changes[key] = _object_or_null(value, f"{p}.{key}")
+        elif key == "turn_detection":
+            changes[key] = _transcription_turns(value, f"{p}.{key}")
+        elif key == "modalities":
+            _modalities(value, f"{p}.modalities")  # checked and echoed; a transcription session answers in text
+            changes.setdefault("kept", {})[key] = list(value)
+        elif key in ("include", "client_secret"):
+            changes.setdefault("kept", {})[key] = value
+        elif key in ("model", "type", "object", "id", "expires_at"):
+            continue
+        else:
+            raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}")
+    _commit(cfg, changes)
+
+
+def apply_transcription_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session") -> None:
+    """Apply a GA `session.update` whose session is `type: "transcription"`
+    (openai.types.realtime.RealtimeTranscriptionSessionCreateRequest: `audio.input.*` and `include`)."""
+    p = prefix
+    flat: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "audio":
+            _expect(value, dict, f"{p}.audio", "an object")
+            for part in value:
+                if part != "input":
+                    raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.audio.{part}'.",
+                                      f"{p}.audio.{part}")
+            inp = _object_or_null(value.get("input"), f"{p}.audio.input") or {}
+            for name, field in (("format", "input_audio_format"), ("transcription", "input_audio_transcription"),
+                                ("noise_reduction", "input_audio_noise_reduction"),
+                                ("turn_detection", "turn_detection")):
+                if name in inp:
+                    flat[field] = inp[name]
+            for name in inp:
+                if name not in ("format", "transcription", "noise_reduction", "turn_detection"):
+                    raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.audio.input.{name}'.",
+                                      f"{p}.audio.input.{name}")
+            if "format" in flat:
+                flat["input_audio_format"] = _format(flat["input_audio_format"], f"{p}.audio.input.format", ga=True)
+        elif key in ("type", "include", "model", "object", "id", "expires_at"):
+            if key == "include":
+                flat[key] = value
+        else:
+            raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}")
+    apply_transcription_beta(cfg, flat, prefix)
+
+
+def become_transcription(cfg: SessionConfig) -> None:
+    """Turn a realtime session (nothing done yet) into a transcription session with OpenAI's defaults."""
+    cfg.type = "transcription"
+    cfg.modalities = ("text",)
+    cfg.turn_detection = dict(TRANSCRIPTION_TURN_DETECTION)
+
+
+def become_realtime(cfg: SessionConfig) -> None:
+    cfg.type = "realtime"
+    cfg.modalities = ("text", "audio")
+    cfg.turn_detection = dict(DEFAULT_TURN_DETECTION)
 
 
 def _commit(cfg: SessionConfig, changes: dict[str, Any]) -> None:
@@ -307,7 +411,48 @@ def render_neutral(cfg: SessionConfig) -> dict[str, Any]:
     return out
 
 
+def render_transcription_beta(cfg: SessionConfig) -> dict[str, Any]:
+    """openai.types.beta.realtime.TranscriptionSession (without `client_secret`'s value: "not present when a session
+    is updated via the WebSocket API", the SDK's docstring says)."""
+    return {
+        "id": cfg.id,
+        "object": "realtime.transcription_session",
+        "input_audio_format": cfg.input_audio_format,
+        "input_audio_transcription": cfg.input_audio_transcription,
+        "input_audio_noise_reduction": cfg.input_audio_noise_reduction,
+        "turn_detection": cfg.turn_detection,
+        "modalities": cfg.kept.get("modalities", ["text"]),
+        "include": cfg.kept.get("include"),
+        "client_secret": None,
+    }
+
+
+def render_transcription_ga(cfg: SessionConfig) -> dict[str, Any]:
+    """openai.types.realtime.RealtimeTranscriptionSessionCreateRequest, with the response object's id and object."""
+    return {
+        "type": "transcription",
+        "object": "realtime.transcription_session",
+        "id": cfg.id,
+        "include": cfg.kept.get("include"),
+        "audio": {
+            "input": {
+                "format": GA_FORMATS[cfg.input_audio_format],
+                "transcription": cfg.input_audio_transcription,
+                "noise_reduction": cfg.input_audio_noise_reduction,
+                "turn_detection": cfg.turn_detection,
+            },
+        },
+    }
+
+
 def render(cfg: SessionConfig, dialect: Dialect | None) -> dict[str, Any]:
+    if cfg.type == "transcription":
+        if dialect == "ga":
+            return render_transcription_ga(cfg)
+        out = render_transcription_beta(cfg)
+        if dialect is None:
+            out.update(render_transcription_ga(cfg))
+        return out
     if dialect == "beta":
         return render_beta(cfg)
     if dialect == "ga":

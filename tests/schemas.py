@@ -6,26 +6,65 @@ the dialect; upstream messages against `google.genai.types.LiveClientMessage` (e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Optional
 
 import pydantic
 from google.genai import types as gtypes
 from openai.types.beta.realtime.realtime_server_event import RealtimeServerEvent as BetaServerEvent
+from openai.types.beta.realtime.transcription_session import ClientSecret, TranscriptionSession
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent as GAServerEvent
+from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
+from openai.types.realtime.realtime_transcription_session_create_request import (
+    RealtimeTranscriptionSessionCreateRequest,
+)
+from openai.types.realtime.realtime_translation_server_event import (
+    RealtimeTranslationServerEvent as TranslationServerEvent,
+)
+
+
+class _SocketTranscriptionSession(TranscriptionSession):
+    # The SDK requires `client_secret`, yet its docstring says it "is not present when a session is updated via
+    # the WebSocket API": over the socket it is null.
+    client_secret: Optional[ClientSecret] = None  # noqa: UP045 - pydantic reads the annotation at runtime
+
+
+class _BetaTranscriptionSessionEvent(pydantic.BaseModel):
+    # The beta union has `transcription_session.updated` but not `.created`, which OpenAI sends first on
+    # `?intent=transcription` (its OpenAPI spec's RealtimeBetaServerEventTranscriptionSessionCreated): both are
+    # checked here, with the SDK's session model.
+    event_id: str
+    type: Literal["transcription_session.created", "transcription_session.updated"]
+    session: _SocketTranscriptionSession
+
 
 _ADAPTERS = {
     "beta": pydantic.TypeAdapter(BetaServerEvent),
     "ga": pydantic.TypeAdapter(GAServerEvent),
+    "translation": pydantic.TypeAdapter(TranslationServerEvent),
 }
 
 
 def validate_openai(event: dict[str, Any], dialect: str) -> None:
-    """Raise if `event` is not a valid server event of `dialect` ("beta", "ga", or "both")."""
+    """Raise if `event` is not a valid server event of `dialect` ("beta", "ga", "both", or "translation": the
+    translation socket's union)."""
     for d in ("beta", "ga") if dialect == "both" else (dialect,):
         try:
-            _ADAPTERS[d].validate_python(event, strict=True)
+            if d == "beta" and event.get("type", "").startswith("transcription_session."):
+                _BetaTranscriptionSessionEvent.model_validate(event, strict=True)
+            else:
+                _ADAPTERS[d].validate_python(event, strict=True)
         except pydantic.ValidationError as exc:
             raise AssertionError(f"{event.get('type')} is not a valid {d} server event: {exc}\n{event}") from None
+        if d == "ga" and event.get("type") in ("session.created", "session.updated"):
+            # the GA union takes a transcription session for a realtime one (every field is optional): the type
+            # decides which model it must be
+            session = event["session"]
+            model = RealtimeTranscriptionSessionCreateRequest if session.get("type") == "transcription" \
+                else RealtimeSessionCreateRequest
+            try:
+                model.model_validate(session, strict=True)
+            except pydantic.ValidationError as exc:
+                raise AssertionError(f"{event['type']}: not a valid {model.__name__}: {exc}\n{event}") from None
 
 
 # Setup fields the SDK itself puts on the wire (google/genai/_live_converters.py maps

@@ -175,7 +175,7 @@ def test_unknown_model_is_404_with_the_valid_names():
         assert response.status_code == 404
         body = json.loads(response.body)
         assert body["error"]["code"] == "model_not_found"
-        assert body["error"]["valid_models"] == ["vertex_gemini_live_text"]
+        assert body["error"]["valid_models"] == ["vertex_gemini_live_text", "gemini_transcribe", "gemini_translate"]
         assert "gpt-4o-realtime-preview" in body["error"]["message"]
 
 

@@ -587,16 +587,19 @@ def test_default_config(monkeypatch: pytest.MonkeyPatch) -> None:
     config = default_config("ws://127.0.0.1:5555")
     assert config.master_key is None
     assert config.source == "<embedded default>"
-    assert config.models == (
+    assert config.models == tuple(
         ModelEntry(
-            model_name="vertex_gemini_live_text",
+            model_name=name,
             provider="vertex_ai",
-            model="gemini-2.0-flash-live-preview-04-09",
+            model=model,
             vertex_project="relay-emulator",
             api_base="ws://127.0.0.1:5555",
             upstream_auth="none",
-        ),
+        ) for name, model in (("vertex_gemini_live_text", "gemini-2.0-flash-live-preview-04-09"),
+                              ("gemini_transcribe", "gemini-3.5-transcribe-live-preview"),
+                              ("gemini_translate", "gemini-3.5-live-translate-preview"))
     )
+    assert [m.caps().kind for m in config.models] == ["realtime", "transcription", "translation"]
     monkeypatch.setenv("RELAY_MASTER_KEY", "sk-x")
     assert default_config("http://127.0.0.1:1").master_key == "sk-x"
     assert default_config("http://127.0.0.1:1").models[0].api_base == "ws://127.0.0.1:1"

@@ -173,15 +173,3 @@ def test_a_translation_model_is_refused_on_the_conversation_route_with_where_to_
     error = json.loads(info.value.response.body)["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "unsupported_model"
     assert "/v1/realtime/translations?model=m_translate" in error["message"]
-
-
-def test_the_translation_socket_is_not_served_yet(models_stack):
-    """conformance/coverage.py lists the translation socket's events as not served yet: its handshake gets a 404."""
-    from websockets.exceptions import InvalidStatus
-    from websockets.sync.client import connect
-
-    url = f"ws://127.0.0.1:{models_stack.port}/v1/realtime/translations?model=m_translate"
-    with pytest.raises(InvalidStatus) as info, connect(url, additional_headers={
-            "Authorization": f"Bearer {models_stack.master_key}"}):
-        pass
-    assert info.value.response.status_code == 404

@@ -25,7 +25,7 @@ def run_example(code: str, port: int, tmp_path: Path, *args: str) -> str:
 
 
 def test_readme_has_the_examples_we_run():
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 7
 
 
 def test_readme_sdk_examples_print_the_reply(tmp_path):
@@ -63,3 +63,31 @@ def test_readme_image_example_sends_the_image_and_prints_the_reply(tmp_path):
         out = run_example(BLOCKS[3], port, tmp_path)
     # The emulator answers with the user's text and acknowledges each image with its MIME type and size.
     assert out.strip() == f"Echo: What does this chart show? [image image/png {len(png)} bytes]"
+
+
+def _tone_wav(path: Path, ms: int) -> None:
+    t = np.arange(24 * ms) / 24000
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes((6000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes())
+
+
+def test_readme_transcription_example_prints_the_transcript(tmp_path):
+    _tone_wav(tmp_path / "speech.wav", 700)
+    with relay_process() as (_, port, _banner):
+        out = run_example(BLOCKS[5], port, tmp_path, str(tmp_path / "speech.wav"))
+    lines = out.splitlines()
+    assert lines[0].startswith("delta: ")
+    assert lines[-2:] == ["transcript: audio 700 ms", "usage: tokens"]
+
+
+def test_readme_translation_example_prints_both_transcripts_and_saves_the_speech(tmp_path):
+    _tone_wav(tmp_path / "speech.wav", 600)
+    with relay_process() as (_, port, _banner):
+        out = run_example(BLOCKS[6], port, tmp_path, str(tmp_path / "speech.wav"), str(tmp_path / "es.wav"))
+    lines = out.splitlines()
+    assert lines[:2] == ["heard: audio 600 ms", "said: [es] audio 600 ms"]
+    with wave.open(str(tmp_path / "es.wav")) as w:
+        assert w.getframerate() == 24000 and w.getnframes() > 0

@@ -246,6 +246,21 @@ class SessionUpdated:
 
 
 @attrs.frozen
+class TranscriptionSessionCreated:
+    """A transcription session's first event: beta names it apart, GA sends `session.created` with
+    `session.type: "transcription"`."""
+
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("transcription_session.created", "session.created")
+    session: Any
+
+
+@attrs.frozen
+class TranscriptionSessionUpdated:
+    WIRE: ClassVar[tuple[str | None, str | None]] = ("transcription_session.updated", "session.updated")
+    session: Any
+
+
+@attrs.frozen
 class ConversationItemAdded:
     WIRE: ClassVar[tuple[str | None, str | None]] = ("conversation.item.created", "conversation.item.added")
     item: Item
@@ -448,6 +463,17 @@ class InputTranscriptionDelta:
     item_id: str
     content_index: int
     delta: str
+
+
+@attrs.frozen
+class InputTranscriptionFailed:
+    WIRE: ClassVar[tuple[str | None, str | None]] = (
+        "conversation.item.input_audio_transcription.failed",
+        "conversation.item.input_audio_transcription.failed",
+    )
+    item_id: str
+    content_index: int
+    error: dict[str, Any]
 
 
 @attrs.frozen

@@ -79,6 +79,9 @@ class AudioInput:
                 "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, "
                 f"but buffer only has {a.buffer_ms:.2f}ms of audio.",
             )
+        if self.transcribing:
+            self._transcription_commit()
+            return
         # Under VAD Gemini decides turns itself: a commit only closes the item on our side.
         self._idle_disarm()
         self._commit_audio_item()

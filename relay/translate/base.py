@@ -17,6 +17,8 @@ class Connect:
     # The setup carries a resumption handle: the shell closes the current connection first (Gemini refuses a
     # resume while the old socket is open) and retries a failed resume before reporting `resume_failed`.
     resume: bool = False
+    # The configured model to connect to, when not the session's own (a transcription session's choice).
+    model: str | None = None
 
 
 @attrs.frozen

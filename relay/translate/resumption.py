@@ -149,6 +149,7 @@ class Resumption:
         # Models whose idle signal is interactionStatus (extended thinking) may go on working after turnComplete.
         self._model_busy = False
         self._switch_reason: str | None = None  # a planned switch waits for a turn boundary
+        self._switch_fresh = False  # ... and opens a new Gemini session rather than resuming
         self.switches = 0  # connections after the first, resumed or fresh (for logs and tests)
 
     # ------------------------------------------------------------ what was sent
@@ -173,7 +174,8 @@ class Resumption:
             self._context_turns([{"role": "user", "parts": parts}])
 
     def _context_turns(self, turns: list[dict[str, Any]]) -> None:
-        if self.resumption_handle is None:
+        if self.resumption_handle is None or self.session.type == "transcription":
+            # (a transcription session has no conversation for a resumed model to keep)
             # Only a resume sends the context; with no handle the next connection is fresh and replays the item
             # store.  Kept anyway, it would grow for the whole session on a model that never gives a handle.
             return
@@ -212,10 +214,13 @@ class Resumption:
         log.info("upstream goAway (time left %s): switching at the next turn boundary", time_left)
         self._switch_reason = "goAway"
 
-    def _want_switch(self, reason: str) -> None:
+    def _want_switch(self, reason: str, fresh: bool = False) -> None:
+        """Switch connections at the next turn boundary; `fresh`: to a new Gemini session, not a resumed one
+        (another model)."""
         if self._upstream == UPSTREAM_NONE:
             return  # the next setup is built from the new session anyway
         self._switch_reason = reason
+        self._switch_fresh = self._switch_fresh or fresh
 
     # ------------------------------------------------------------ switching
 
@@ -235,12 +240,13 @@ class Resumption:
         if self._switch_reason is None or not self._at_boundary():
             return
         reason, self._switch_reason = self._switch_reason, None
+        fresh, self._switch_fresh = self._switch_fresh, False
         log.info("switching the upstream connection (%s)", reason)
         # Input made in this same step has not left yet: it goes to the next connection instead (realtime
         # input is in the log already, turns are in the context).
         unsent = [m for m in self._out.upstream if "realtimeInput" not in m and "clientContent" not in m]
         self._out.upstream = []
-        self._open_next([*self._log.take(), *unsent])
+        self._open_next([*self._log.take(), *unsent], fresh=reason if fresh else None)
 
     def _open_next(self, resend: list[dict[str, Any]], fresh: str | None = None) -> None:
         """Ask the shell for the next connection: resumed with the newest handle when there is one (and no
@@ -275,7 +281,7 @@ class Resumption:
         setup = self._next_setup()
         if handle is not None:
             setup["setup"]["sessionResumption"]["handle"] = handle
-        self._out.connect = Connect(setup, resume=handle is not None)
+        self._out.connect = Connect(setup, resume=handle is not None, model=self._model)
 
     def _fresh_connection(self, why: str) -> None:
         """A new Gemini session, the conversation replayed from the local store (the fallback)."""
@@ -289,6 +295,8 @@ class Resumption:
 
     def _replay_turns(self) -> list[dict[str, Any]]:
         """The whole local conversation as Gemini turns, for a session that has none of it."""
+        if self.session.type == "transcription":
+            return []  # utterances already transcribed are not heard again
         return [t for t in (turn_of(i) for i in self._items) if t is not None]
 
     def resume_failed(self, why: str) -> Any:
@@ -316,6 +324,10 @@ class Resumption:
         """Gemini closed a resumable connection we did not mean to end: reconnect with the handle at once."""
         # A cancelled turn still streaming (`_discarding`) is no response of the client's: its end is simply
         # never seen, and a response.create queued behind it goes to the next connection.
+        if self.session.type == "transcription":
+            # what the old connection owed is not owed by the resumed one
+            self._fail_transcripts("server_error", "upstream_closed", f"Gemini closed the connection ({code}) before "
+                                   "this utterance was transcribed; the relay resumed the session.")
         in_flight = self._responding
         tool_turn = bool(self._tools.turn_calls) or self._tools.awaiting_continuation
         queued_request, self._queued_request = self._queued_request, None
@@ -330,6 +342,7 @@ class Resumption:
         else:
             log.info("upstream closed (%s %s) between turns: resuming", code, reason)
         self._switch_reason = None
+        self._switch_fresh = False
         if tool_turn:
             # Calls of the dead connection can no longer be answered there; the local store has them.  Input not
             # yet a turn goes to the fresh session too, unless the client was told its response failed.

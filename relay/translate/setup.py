@@ -188,3 +188,23 @@ def build_setup(
                 # Live has no toolConfig: 'required' or a named function cannot be enforced.
                 warnings.append(f"tool_choice {cfg.tool_choice!r} cannot be enforced by Gemini Live; it acts as 'auto'")
     return {"setup": setup}
+
+
+def build_transcription_setup(cfg: SessionConfig, caps: ModelCaps) -> dict[str, Any]:
+    """The `setup` of a transcription session: input transcription on, turn detection as the session says,
+    nothing to say.  A transcription model answers in text; any other Live model is asked to stay silent (its
+    replies are dropped: relay.translate.transcription)."""
+    gen: dict[str, Any] = {"responseModalities": ["TEXT" if caps.text_output else "AUDIO"]}
+    setup: dict[str, Any] = {"generationConfig": gen, "realtimeInputConfig": _activity_detection(cfg.turn_detection)}
+    spec: dict[str, Any] = {}
+    tr = cfg.input_audio_transcription
+    if isinstance(tr, dict) and isinstance(tr.get("language"), str) and tr["language"]:
+        spec["languageCodes"] = [tr["language"]]
+    setup["inputAudioTranscription"] = spec
+    if caps.kind != "transcription":
+        setup["systemInstruction"] = {"role": "user", "parts": [{"text": STAY_SILENT}]}
+    return {"setup": setup}
+
+
+STAY_SILENT = ("You are a speech-to-text service. Do not answer, comment on or reply to anything you hear; "
+               "say nothing at all.")

@@ -32,13 +32,19 @@ from relay.translate.resumption import (
     audio_ms_of,
     is_activity_signal,
 )
-from relay.translate.setup import build_setup, compression_for_truncation, upstream_modality
+from relay.translate.setup import (
+    build_setup,
+    build_transcription_setup,
+    compression_for_truncation,
+    upstream_modality,
+)
 from relay.translate.tools import ToolCalls, ToolState
+from relay.translate.transcription import TRANSCRIPTION_EVENTS, Transcribing
 
 log = logging.getLogger("relay.translate")
 
 
-class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, IdleTimer):
+class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, IdleTimer, Transcribing):
     def __init__(
         self,
         ids: IdFactory,
@@ -48,9 +54,16 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         compression: dict[str, int] | bool | None = None,
         switch_buffer_ms: float = DEFAULT_SWITCH_BUFFER_MS,
         options: GeminiOptions | None = None,
+        kind: str = "realtime",
+        model: str | None = None,
+        transcribers: dict[str, tuple[ModelCaps, GeminiOptions]] | None = None,
+        default_transcriber: str | None = None,
     ) -> None:
         """`compression`: Gemini's contextWindowCompression, as `{trigger_tokens, target_tokens}` (either
-        optional), True, False, or None for the default (on for sessions with audio)."""
+        optional), True, False, or None for the default (on for sessions with audio).  `kind`: the session kind
+        it starts as ("realtime" or "transcription"); `model`: the configured model it connects to;
+        `transcribers`: the configured models a transcription session may name in `transcription.model`, and
+        `default_transcriber` the one it gets when it names none of them (else `model`)."""
         self._ids = ids
         self._caps = caps
         self._options = options or GeminiOptions()  # the operator's Gemini features for this model
@@ -88,11 +101,13 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self._usage: gm.UsageMetadata | None = None
         self._audio = InputAudioState()
         self._tools = ToolState()
+        self._init_transcription(kind, transcribers, model, default_transcriber)
 
     # ============================================================ entry points
 
     def start(self) -> Output:
-        self._emit(oa.SessionCreated(self.session))
+        created = oa.TranscriptionSessionCreated if self.transcribing else oa.SessionCreated
+        self._emit(created(self.session))
         return self._take()
 
     def client_frame(self, frame: str | bytes) -> Output:
@@ -189,8 +204,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     @property
     def awaiting_model(self) -> bool:
-        """Gemini owes output: a response is open, a cancelled one awaits its end, or a tool answer was sent."""
-        return self._responding or self._discarding or self._tools.awaiting_continuation
+        """Gemini owes output: a response is open, a cancelled one awaits its end, a tool answer was sent, or (a
+        transcription session) the transcript of an utterance it was given."""
+        return (self._responding or self._discarding or self._tools.awaiting_continuation
+                or self._transcripts_owed)
 
     def upstream_failed(self, status: int | None, message: str) -> Output:
         """The upstream could not be reached or refused the handshake (or credentials failed)."""
@@ -236,6 +253,8 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     def _next_setup(self) -> dict[str, Any]:
         """The `setup` for the next connection, from the effective session; fixes the turn mode and modality."""
+        if self.transcribing:
+            return self._next_transcription_setup()
         cfg = self.session
         params, self._first_response_params = self._first_response_params, None
         if params and not self._session_touched:
@@ -272,8 +291,18 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             body["contextWindowCompression"] = {"slidingWindow": {}}
         return setup
 
+    def _next_transcription_setup(self) -> dict[str, Any]:
+        self._model, self._caps, self._options = self._transcriber()
+        self._upstream_manual = self.session.turn_detection is None
+        self._upstream_modality = "TEXT" if self._caps.text_output else "AUDIO"
+        setup = build_transcription_setup(self.session, self._caps)
+        setup["setup"]["sessionResumption"] = {}
+        return setup
+
     def _upstream_fault(self, kind: str, code: str, message: str) -> None:
         self._error(code, message, kind=kind)
+        if self.transcribing:
+            self._fail_transcripts(kind, code, message)
         if self._responding:
             self._response.finish("failed", None, error={"type": kind, "code": code, "message": message})
         self._response = None
@@ -317,10 +346,20 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
 
     def _client_event(self, ev: oa.ClientEvent) -> None:
         self.events_in[getattr(ev, "TYPE", type(ev).__name__)] += 1
-        handler = getattr(self, "_on_" + type(ev).__name__)
-        handler(ev)
+        name = type(ev).__name__
+        if self.transcribing and name not in TRANSCRIPTION_EVENTS:
+            self._refuse_in_transcription(ev)
+        getattr(self, "_on_" + name)(ev)
 
     def _on_SessionUpdate(self, ev: oa.SessionUpdate) -> None:
+        kind = ev.session.get("type") if self.dialect == "ga" else None
+        if kind == "transcription":
+            self._switch_kind("transcription", "session.update")
+        elif kind == "realtime":
+            self._switch_kind("realtime", "session.update")
+        if self.transcribing:
+            self._transcription_update(ev.session)
+            return
         tools = ev.session.get("tools")
         if self._caps.function_behavior == "non_blocking_only" and isinstance(tools, list) and any(
                 isinstance(t, dict) and t.get("type", "function") == "function" for t in tools):
@@ -368,12 +407,6 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             setup["generationConfig." + key] = value
         return setup
 
-    def _on_TranscriptionSessionUpdate(self, ev: oa.TranscriptionSessionUpdate) -> None:
-        raise ClientError(
-            "unsupported_event",
-            "Transcription sessions are not supported by this relay; use a realtime session.",
-        )
-
     # ============================================================ upstream messages
 
     def _upstream_message(self, msg: gm.ServerMessage) -> None:
@@ -397,6 +430,9 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             self._resumption_update(upd.new_handle, upd.resumable)
         if msg.go_away is not None:
             self._go_away(msg.go_away.time_left)
+        if self.transcribing:
+            self._transcription_message(msg)
+            return
         sc = msg.server_content
         if msg.tool_call is not None:
             self._continuation_started()
