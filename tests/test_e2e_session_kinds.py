@@ -255,3 +255,46 @@ def test_an_openai_transcription_model_name_gets_the_first_transcription_model(k
         c.send({"type": "input_audio_buffer.commit"})
         assert c.until("conversation.item.input_audio_transcription.completed")[-1]["transcript"] == "audio 200 ms"
     assert kinds_stack.latest_upstream()[0]["setup"]["model"].endswith("/gemini-3.5-transcribe-live-preview")
+
+
+@pytest.fixture(scope="module")
+def goaway_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Gemini says goAway after every translated segment: each next segment is on a resumed connection."""
+    extra = [{"model_name": "translate", "litellm_params": {
+        "model": "gemini/gemini-3.5-live-translate-preview", "api_key": "studio-test-key", "api_base": "EMULATOR"}}]
+    s = Stack(tmp_path_factory.mktemp("goaway"), extra_models=extra,
+              emulator_options={"bearer_token": None, "goaway_after_turns": 1}).start()
+    yield s
+    s.stop()
+
+
+def test_a_translation_outlives_its_gemini_connections(goaway_stack):
+    with translation(goaway_stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"audio": {"output": {"language": "fr"}}}})
+        c.until("session.updated")
+        for ms in (500, 300, 400):
+            stream(c, utterance(ms), "session.input_audio_buffer.append")
+            said = ""
+            while said != f"[fr] audio {ms} ms":
+                event = c.recv()
+                assert event["type"] != "error", event
+                if event["type"] == "session.output_transcript.delta":
+                    said += event["delta"]
+    connections = [m for conn in goaway_stack.emulator.by_connection for m in conn[:1] if "setup" in m]
+    assert len(connections) >= 3
+    assert all("handle" in m["setup"]["sessionResumption"] for m in connections[1:])
+
+
+def test_beta_sdk_manual_commit(kinds_stack):
+    with beta(kinds_stack, "stt_studio") as c:
+        assert c.recv()["type"] == "transcription_session.created"
+        c.send({"type": "transcription_session.update", "session": {"turn_detection": None}})
+        assert c.until("transcription_session.updated")[-1]["session"]["turn_detection"] is None
+        stream(c, sine(400).tobytes())
+        c.send({"type": "input_audio_buffer.commit"})
+        events = c.until("conversation.item.input_audio_transcription.completed")
+    assert types(events)[:2] == ["input_audio_buffer.committed", "conversation.item.created"]
+    assert events[-1]["transcript"] == "audio 400 ms" and events[-1]["usage"]["type"] == "tokens"
+    assert events[-1]["item_id"] == events[0]["item_id"]
+    no_responses(c.events)

@@ -15,6 +15,7 @@ from tests.schemas import validate_gemini, validate_openai
 
 CAPS = caps_for("gemini-3.5-live-translate-preview", "gemini", None)
 PCM_200MS = base64.b64encode(b"\x10\x27" * 4800).decode()  # 200 ms of 24 kHz PCM16
+QUIET_100MS = base64.b64encode(bytes(4800)).decode()
 OUT_100MS = {"mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(b"\x01\x00" * 2400).decode()}
 
 
@@ -114,10 +115,11 @@ def test_bad_input_gets_an_error_and_the_session_goes_on(frame: bytes) -> None:
     assert run.closed is None
 
 
-def test_goaway_switches_between_segments_and_resends_what_the_handle_does_not_cover() -> None:
-    run = start()
+def test_goaway_switches_between_segments_and_resends_the_speech_no_finished_segment_covers() -> None:
+    run = start()  # 200 ms of speech
     run.gemini({"sessionResumptionUpdate": {"newHandle": "h1", "resumable": True}})
-    run.client({"type": "session.input_audio_buffer.append", "audio": PCM_200MS})
+    for audio in (QUIET_100MS, QUIET_100MS, QUIET_100MS, PCM_200MS):  # a pause, then the next segment begins
+        run.client({"type": "session.input_audio_buffer.append", "audio": audio})
     run.gemini({"serverContent": {"outputTranscription": {"text": "hola"}}})
     run.gemini({"goAway": {"timeLeft": "5s"}})
     assert len(run.connects) == 1  # a segment is being translated
@@ -126,7 +128,11 @@ def test_goaway_switches_between_segments_and_resends_what_the_handle_does_not_c
     assert run.connects[1].setup["setup"]["sessionResumption"] == {"handle": "h1"}
     sent = len(run.upstream)
     run.gemini({"setupComplete": {}})
-    assert len(run.upstream) - sent == 2  # the audio after the handle, given again
+    # the finished segment's speech and the 200 ms that ended it are not sent again; the rest of the pause and
+    # the next segment's beginning are (a handle restores what was translated, not what was being heard)
+    resent = run.upstream[sent:]
+    assert [base64.b64decode(m["realtimeInput"]["audio"]["data"]) for m in resent] == \
+        [base64.b64decode(QUIET_100MS)] + [b"\x10\x27" * 2400] * 2
 
 
 def test_a_dropped_connection_is_resumed_and_close_waits_for_the_segment() -> None:

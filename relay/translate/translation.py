@@ -9,15 +9,16 @@ becomes `session.output_transcript.delta`, its audio `session.output_audio.delta
 
 Long sessions work as in a conversation, on a smaller scale: every `setup` asks for resumption handles; after
 `goAway`, or a change of language, the connection is switched between two translated segments (Gemini's
-`turnComplete`), resumed with the newest handle and given again the audio that handle does not cover; a
-connection that drops is resumed at once.  `session.close` lets the segment being translated finish first.
+`turnComplete`), resumed with the newest handle and given again the speech no finished segment covers
+(`SpeechLog`); a connection that drops is resumed at once.  `session.close` lets the speech already appended
+be translated first.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import attrs
@@ -81,6 +82,60 @@ class TranslationConfig:
         }
 
 
+# Quiet audio that separates two segments: Gemini ends a segment at a pause at least this long.
+PAUSE_MS = 200.0
+
+
+class SpeechLog:
+    """Audio sent on the current connection that a resumed connection must be given again.
+
+    A resumption handle restores what the model has translated, not speech it was still hearing, so the log is
+    not emptied by handles: when Gemini finishes a segment (`turnComplete`), the oldest speech in the log and the
+    pause after it are dropped, and what follows (the next segment's beginning, if the speaker went on) is kept.
+    Bounded like the conversation's switch buffer: past `limit_ms` the oldest audio goes, counted."""
+
+    def __init__(self, limit_ms: float) -> None:
+        self.limit_ms = limit_ms
+        self.entries: deque[tuple[dict[str, Any], float, bool]] = deque()  # (message, ms, loud)
+        self.ms = 0.0
+        self.dropped = 0
+
+    def add(self, message: dict[str, Any]) -> None:
+        ms = audio_ms_of(message)
+        self.entries.append((message, ms, loud(message["realtimeInput"]["audio"]["data"]) if ms else False))
+        self.ms += ms
+        while self.ms > self.limit_ms and self.entries:
+            self.ms -= self.entries.popleft()[1]
+            self.dropped += 1
+
+    def trim(self) -> None:
+        """A segment is finished: drop the oldest speech and the pause that ended it (Gemini finishes segments in
+        order); audio with no speech goes too.  Speech with no pause after it yet is kept."""
+        spoke, quiet, cut = False, 0.0, len(self.entries)
+        for index, (_, ms, is_loud) in enumerate(self.entries):
+            if is_loud:
+                spoke, quiet = True, 0.0
+            else:
+                quiet += ms
+                if spoke and quiet >= PAUSE_MS:
+                    cut = index + 1
+                    break
+        else:
+            if spoke:
+                return
+        for _ in range(cut):
+            self.ms -= self.entries.popleft()[1]
+
+    def take(self) -> list[dict[str, Any]]:
+        out = [message for message, _, _ in self.entries]
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.ms = 0.0
+
+
 class LiveTranslation:
     """The translation socket's state machine: the same entry points as `Translator`, for `relay.session`."""
 
@@ -99,7 +154,7 @@ class LiveTranslation:
         self._input = InputConverter("pcm16")
         self._output = OutputConverter("pcm16")
         self.resumption_handle: str | None = None
-        self._log = Buffer(switch_buffer_ms)  # audio sent since the newest handle
+        self._log = SpeechLog(switch_buffer_ms)  # audio sent that no finished segment covers
         self._queued = Buffer(switch_buffer_ms)  # audio made while no connection was ready
         self._switch_reason: str | None = None
         self._segment_open = False  # Gemini is translating: output came since its last turnComplete
@@ -310,7 +365,7 @@ class LiveTranslation:
             self._upstream = UPSTREAM_READY
             for message in self._queued.take():
                 self._out.upstream.append(message)
-                self._log.add(message, audio_ms_of(message))
+                self._log.add(message)
         if msg.usage_metadata is not None:
             u = msg.usage_metadata
             self.tokens_in += u.prompt_token_count or 0
@@ -318,8 +373,6 @@ class LiveTranslation:
         upd = msg.session_resumption_update
         if upd is not None and upd.resumable and upd.new_handle:
             self.resumption_handle = upd.new_handle
-            if self._upstream == UPSTREAM_READY:
-                self._log.clear()
         if msg.go_away is not None:
             log.info("upstream goAway (time left %s): switching between segments", msg.go_away.time_left)
             self._switch_reason = "goAway"
@@ -357,6 +410,7 @@ class LiveTranslation:
             if self._segment_open:
                 self.responses += 1
             self._segment_open = self._speech_pending = False
+            self._log.trim()
             if self._closing:
                 self._closed()
 
@@ -393,7 +447,7 @@ class LiveTranslation:
         ms = audio_ms_of(message)
         if self._upstream == UPSTREAM_READY:
             self._out.upstream.append(message)
-            self._log.add(message, ms)
+            self._log.add(message)
         elif self._queued.add(message, ms):
             self._error("audio_dropped", f"Gemini is reconnecting; the relay holds at most "
                         f"{self._queued.limit_ms / 1000:g} s of input audio meanwhile and is dropping the oldest.",
