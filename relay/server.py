@@ -109,6 +109,11 @@ class RelayServer:
             self.serving = True
             task_status.started(bound)
 
+    async def run_timers(self) -> None:
+        """The server-wide timers (every session's max_session_seconds), for a server used without `serve`
+        (relay.library); `serve` runs them itself."""
+        await self._deadlines.run()
+
     async def _share_metrics(self) -> None:
         while True:
             try:
@@ -231,7 +236,10 @@ class RelayServer:
                           options=entry.options, kind=kind, model=entry.model_name, transcribers=transcribers,
                           default_transcriber=default)
 
-    async def handle(self, conn: IncomingConnection) -> None:
+    async def handle(self, conn: IncomingConnection, key: ClientKey | None = None,
+                     dialect: Dialect | None = None) -> None:
+        """Serve one upgrade request to its end.  `key`: the client is already trusted as this key (relay.library,
+        in-process); `dialect`: stated by the caller rather than read from the request."""
         req = conn.request
         url = urlsplit(req.path)
         if self.draining:
@@ -249,7 +257,7 @@ class RelayServer:
                                                "/v1/realtime/translations?model=NAME.",
                                                "invalid_request_error", "not_found"))
             return
-        key = self._key_of(req)
+        key = key or self._key_of(req)
         if key is None:
             self.totals.refused["invalid_api_key"] += 1
             log.info("refused a handshake: %s API key", "wrong" if client_key(req) else "no")
@@ -277,7 +285,7 @@ class RelayServer:
         # Browsers fail a handshake whose offered subprotocols get no answer; never echo the key entry.
         subprotocol = "realtime" if "realtime" in req.subprotocols else None
         client = await conn.accept(subprotocol)
-        dialect, remote = dialect_of(req), req.remote
+        dialect, remote = dialect or dialect_of(req), req.remote
         # The request (its headers, decoded) is not needed past here; the session may live for hours.
         del conn, req
         entry = self.config.model(model)

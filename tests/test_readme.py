@@ -25,7 +25,7 @@ def run_example(code: str, port: int, tmp_path: Path, *args: str) -> str:
 
 
 def test_readme_has_the_examples_we_run():
-    assert len(BLOCKS) == 7
+    assert len(BLOCKS) == 9
 
 
 def test_readme_sdk_examples_print_the_reply(tmp_path):
@@ -91,3 +91,17 @@ def test_readme_translation_example_prints_both_transcripts_and_saves_the_speech
     assert lines[:2] == ["heard: audio 600 ms", "said: [es] audio 600 ms"]
     with wave.open(str(tmp_path / "es.wav")) as w:
         assert w.getframerate() == 24000 and w.getnframes() > 0
+
+
+def test_readme_library_examples_print_the_reply(tmp_path):
+    # They run in-process against the built-in emulator: no relay to start.
+    assert run_example(BLOCKS[7], 0, tmp_path).strip() == "Echo: Hello!"
+    assert run_example(BLOCKS[8], 0, tmp_path).strip() == "Echo: Hello!"
+
+
+def test_readme_api_reference_names_every_public_name():
+    import relay
+
+    reference = (ROOT / "README.md").read_text().split("### API reference", 1)[1].split("\n## ", 1)[0]
+    for name in relay.__all__:
+        assert f"relay.{name}" in reference or f"`{name}" in reference, name
