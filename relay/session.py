@@ -404,7 +404,8 @@ class Session:
             self._stats.limits["events_per_second"] += 1
             self._route(self._t.refuse_frame(
                 frame, "rate_limit_exceeded", f"More than {self._rate:g} events in one second; this event was "
-                "not processed. Send fewer, larger events (e.g. 100 ms of audio per append)."))
+                "not processed. Send fewer events: pace audio as it plays, or append more of it at a time (a "
+                "second or more per append when streaming a file)."))
         return frames[:room]
 
     def _expire(self) -> None:

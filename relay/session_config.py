@@ -295,9 +295,10 @@ def apply_transcription_beta(cfg: SessionConfig, patch: dict[str, Any], prefix: 
 
 def apply_transcription_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: str = "session") -> None:
     """Apply a GA `session.update` whose session is `type: "transcription"`
-    (openai.types.realtime.RealtimeTranscriptionSessionCreateRequest: `audio.input.*` and `include`)."""
+    (openai.types.realtime.RealtimeTranscriptionSessionCreateRequest: `audio.input.*` and `include`); errors name
+    the GA parameter."""
     p = prefix
-    flat: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
     for key, value in patch.items():
         if key == "audio":
             _expect(value, dict, f"{p}.audio", "an object")
@@ -306,23 +307,23 @@ def apply_transcription_ga(cfg: SessionConfig, patch: dict[str, Any], prefix: st
                     raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.audio.{part}'.",
                                       f"{p}.audio.{part}")
             inp = _object_or_null(value.get("input"), f"{p}.audio.input") or {}
-            for name, field in (("format", "input_audio_format"), ("transcription", "input_audio_transcription"),
-                                ("noise_reduction", "input_audio_noise_reduction"),
-                                ("turn_detection", "turn_detection")):
-                if name in inp:
-                    flat[field] = inp[name]
-            for name in inp:
-                if name not in ("format", "transcription", "noise_reduction", "turn_detection"):
-                    raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.audio.input.{name}'.",
-                                      f"{p}.audio.input.{name}")
-            if "format" in flat:
-                flat["input_audio_format"] = _format(flat["input_audio_format"], f"{p}.audio.input.format", ga=True)
-        elif key in ("type", "include", "model", "object", "id", "expires_at"):
-            if key == "include":
-                flat[key] = value
-        else:
+            at = f"{p}.audio.input"
+            for name, field in inp.items():
+                if name == "format":
+                    changes["input_audio_format"] = _format(field, f"{at}.format", ga=True)
+                elif name == "transcription":
+                    changes["input_audio_transcription"] = _transcription(field, f"{at}.transcription")
+                elif name == "noise_reduction":
+                    changes["input_audio_noise_reduction"] = _object_or_null(field, f"{at}.noise_reduction")
+                elif name == "turn_detection":
+                    changes["turn_detection"] = _transcription_turns(field, f"{at}.turn_detection")
+                else:
+                    raise ClientError("unknown_parameter", f"Unknown parameter: '{at}.{name}'.", f"{at}.{name}")
+        elif key == "include":
+            changes.setdefault("kept", {})[key] = value
+        elif key not in ("type", "model", "object", "id", "expires_at"):
             raise ClientError("unknown_parameter", f"Unknown parameter: '{p}.{key}'.", f"{p}.{key}")
-    apply_transcription_beta(cfg, flat, prefix)
+    _commit(cfg, changes)
 
 
 def become_transcription(cfg: SessionConfig) -> None:

@@ -158,10 +158,12 @@ def test_beta_sdk_with_intent_transcription(kinds_stack):
 def test_a_conversation_model_transcribes_through_input_transcription_and_says_nothing(kinds_stack):
     url = f"{kinds_stack.ws_base}/realtime?model=live38&intent=transcription"
     with ws_connect(url, additional_headers={"Authorization": f"Bearer {MASTER_KEY}"}, max_size=None) as ws:
-        # a raw client without headers: its first event decides the dialect; until then a transcription session
-        # starts as beta's does (`transcription_session.created`)
-        c = Conn(lambda e: ws.send(json.dumps(e)), lambda: ws.recv(timeout=15), "beta")
-        assert c.recv()["type"] == "transcription_session.created"
+        # a raw client without headers: its first event decides the dialect; until then `session.created` carries
+        # the transcription session in both shapes, valid for both SDKs
+        c = Conn(lambda e: ws.send(json.dumps(e)), lambda: ws.recv(timeout=15), "both")
+        created = c.recv()
+        assert created["type"] == "session.created" and created["session"]["type"] == "transcription"
+        c.dialect = "beta"
         c.send({"type": "transcription_session.update", "session": {
             "input_audio_transcription": {"model": "gpt-4o-mini-transcribe"}}})
         c.until("transcription_session.updated")
@@ -298,3 +300,19 @@ def test_beta_sdk_manual_commit(kinds_stack):
     assert events[-1]["transcript"] == "audio 400 ms" and events[-1]["usage"]["type"] == "tokens"
     assert events[-1]["item_id"] == events[0]["item_id"]
     no_responses(c.events)
+
+
+@pytest.mark.parametrize("quiet_ms", [0, 800])
+def test_close_translates_every_segment_appended_however_fast_and_however_it_ends(kinds_stack, quiet_ms):
+    """session.close flushes: segments appended faster than real time, and speech with no pause after it (the relay
+    appends one), are translated before session.closed."""
+    with translation(kinds_stack) as c:
+        c.recv()
+        c.send({"type": "session.update", "session": {"audio": {"output": {"language": "es"}}}})
+        c.until("session.updated")
+        pcm = np.concatenate([sine(300), silence(800), sine(500), silence(800), sine(400), silence(quiet_ms)])
+        stream(c, pcm.tobytes(), "session.input_audio_buffer.append")
+        c.send({"type": "session.close"})
+        events = c.until("session.closed")
+    assert deltas(events, "session.output_transcript.delta") == \
+        "[es] audio 300 ms[es] audio 500 ms[es] audio 400 ms"

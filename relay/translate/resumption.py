@@ -94,8 +94,10 @@ class Buffer:
     oldest audio message is dropped (never an item, a signal or a tool answer).  Audio chunks are kept
     compact (see `Chunk`) and given back as messages."""
 
-    def __init__(self, limit_ms: float) -> None:
+    def __init__(self, limit_ms: float,
+                 dropping: str = "the oldest audio held for the next connection was dropped") -> None:
         self.limit_ms = limit_ms
+        self._dropping = dropping  # what a drop means, for the log
         self.messages: list[tuple[dict[str, Any] | Chunk, float]] = []
         self.audio_ms = 0.0
         self.dropped = 0  # audio messages dropped over the bound, this session
@@ -114,8 +116,8 @@ class Buffer:
             self.audio_ms -= gone
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 100 == 0:
-                log.warning("switch buffer full (%.0f ms of audio): oldest audio dropped, %d chunks so far",
-                            self.limit_ms, self.dropped)
+                log.warning("%.0f ms of audio buffered: %s (%d chunks so far)", self.limit_ms, self._dropping,
+                            self.dropped)
         return began
 
     def take(self) -> list[dict[str, Any]]:
@@ -139,7 +141,8 @@ class Resumption:
 
     def _init_resumption(self, switch_buffer_ms: float) -> None:
         self.resumption_handle: str | None = None
-        self._log = Buffer(switch_buffer_ms)  # realtime input since the newest handle, not yet a turn
+        # realtime input since the newest handle, not yet a turn; past the bound the oldest is only not resent
+        self._log = Buffer(switch_buffer_ms, "audio older than that will not be given again to a resumed connection")
         self._queued = Buffer(switch_buffer_ms)  # made while no connection was ready
         self._context: list[dict[str, Any]] = []  # turns since the newest handle
         self._context_audio_ms = 0.0  # of the user audio turns in `_context`

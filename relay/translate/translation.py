@@ -16,6 +16,7 @@ be translated first.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections import Counter, deque
@@ -84,6 +85,8 @@ class TranslationConfig:
 
 # Quiet audio that separates two segments: Gemini ends a segment at a pause at least this long.
 PAUSE_MS = 200.0
+# What session.close appends to flush the last segment: longer than any end-of-speech silence Gemini waits for.
+FLUSH_SILENCE = base64.b64encode(bytes(48 * 1500)).decode()  # 1.5 s of 24 kHz pcm16
 
 
 class SpeechLog:
@@ -98,15 +101,23 @@ class SpeechLog:
         self.limit_ms = limit_ms
         self.entries: deque[tuple[dict[str, Any], float, bool]] = deque()  # (message, ms, loud)
         self.ms = 0.0
+        self.speech = 0  # loud entries: speech no finished segment covers yet
         self.dropped = 0
 
     def add(self, message: dict[str, Any]) -> None:
         ms = audio_ms_of(message)
-        self.entries.append((message, ms, loud(message["realtimeInput"]["audio"]["data"]) if ms else False))
+        is_loud = loud(message["realtimeInput"]["audio"]["data"]) if ms else False
+        self.entries.append((message, ms, is_loud))
         self.ms += ms
+        self.speech += is_loud
         while self.ms > self.limit_ms and self.entries:
-            self.ms -= self.entries.popleft()[1]
+            self._pop()
             self.dropped += 1
+
+    def _pop(self) -> None:
+        _, ms, is_loud = self.entries.popleft()
+        self.ms -= ms
+        self.speech -= is_loud
 
     def trim(self) -> None:
         """A segment is finished: drop the oldest speech and the pause that ended it (Gemini finishes segments in
@@ -124,7 +135,7 @@ class SpeechLog:
             if spoke:
                 return
         for _ in range(cut):
-            self.ms -= self.entries.popleft()[1]
+            self._pop()
 
     def take(self) -> list[dict[str, Any]]:
         out = [message for message, _, _ in self.entries]
@@ -134,6 +145,7 @@ class SpeechLog:
     def clear(self) -> None:
         self.entries.clear()
         self.ms = 0.0
+        self.speech = 0
 
 
 class LiveTranslation:
@@ -158,7 +170,6 @@ class LiveTranslation:
         self._queued = Buffer(switch_buffer_ms)  # audio made while no connection was ready
         self._switch_reason: str | None = None
         self._segment_open = False  # Gemini is translating: output came since its last turnComplete
-        self._speech_pending = False  # speech was appended since the last turnComplete: a translation may follow
         self._closing = False  # session.close: end once the segment in flight is done
         self.switches = 0
         # what the shell and the metrics read
@@ -194,7 +205,9 @@ class LiveTranslation:
 
     @property
     def _owed(self) -> bool:
-        return (self._segment_open or self._speech_pending) and self._upstream != UPSTREAM_NONE
+        """Gemini is translating, or has been given speech it has not finished (or will be given it)."""
+        return (self._segment_open or self._log.speech > 0 or self._queued.audio_ms > 0) \
+            and self._upstream != UPSTREAM_NONE
 
     @property
     def at_rest(self) -> bool:
@@ -339,19 +352,23 @@ class LiveTranslation:
         if not chunks:
             return
         self.input_ms += ms
-        if not self._speech_pending and any(loud(chunk) for chunk in chunks):
-            self._speech_pending = True
         if self._upstream == UPSTREAM_NONE:
             self._connect()
         for chunk in chunks:
             self._send({"realtimeInput": {"audio": {"mimeType": self._input.mime_type, "data": chunk}}})
 
     def _on_close(self) -> None:
-        """Gemini's translation of the speech already appended comes first, as OpenAI flushes pending input; the
-        shell's response_timeout bounds the wait."""
+        """Gemini's translation of the speech already appended comes first, as OpenAI flushes pending input: the
+        relay appends a pause long enough for Gemini's voice activity detection to end the last segment, and
+        closes once every segment is done (the shell's response_timeout bounds the wait)."""
+        if self._closing:
+            return
         self._closing = True
         if not self._owed:
             self._closed()
+            return
+        for chunk in self._input.convert(FLUSH_SILENCE):
+            self._send({"realtimeInput": {"audio": {"mimeType": self._input.mime_type, "data": chunk}}})
 
     def _closed(self) -> None:
         self._emit("session.closed")
@@ -409,9 +426,9 @@ class LiveTranslation:
         if sc.turn_complete:
             if self._segment_open:
                 self.responses += 1
-            self._segment_open = self._speech_pending = False
+            self._segment_open = False
             self._log.trim()
-            if self._closing:
+            if self._closing and not self._owed:
                 self._closed()
 
     # ============================================================ connections
@@ -449,7 +466,7 @@ class LiveTranslation:
             self._out.upstream.append(message)
             self._log.add(message)
         elif self._queued.add(message, ms):
-            self._error("audio_dropped", f"Gemini is reconnecting; the relay holds at most "
+            self._error("audio_dropped", f"The Gemini connection is not ready yet; the relay holds at most "
                         f"{self._queued.limit_ms / 1000:g} s of input audio meanwhile and is dropping the oldest.",
                         kind="server_error")
 
@@ -457,7 +474,7 @@ class LiveTranslation:
         self._error(code, message, kind=kind)
         self._upstream = UPSTREAM_NONE
         self.resumption_handle = None
-        self._segment_open = self._speech_pending = False
+        self._segment_open = False
         self._switch_reason = None
         self._log.clear()
         self._queued.clear()

@@ -106,8 +106,10 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
     # ============================================================ entry points
 
     def start(self) -> Output:
-        created = oa.TranscriptionSessionCreated if self.transcribing else oa.SessionCreated
-        self._emit(created(self.session))
+        # Before the dialect is known, `session.created` with both shapes validates against both SDKs (beta's
+        # `transcription_session.created` is in neither union).
+        beta_transcription = self.transcribing and self.dialect == "beta"
+        self._emit((oa.TranscriptionSessionCreated if beta_transcription else oa.SessionCreated)(self.session))
         return self._take()
 
     def client_frame(self, frame: str | bytes) -> Output:
@@ -240,7 +242,7 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
             self._sent(message)
         elif self._queued.add(message, audio_ms_of(message)):
             # Said once per reconnect: the client streams on, unaware that Gemini is not hearing it.
-            self._error("audio_dropped", f"Gemini is reconnecting; the relay holds at most "
+            self._error("audio_dropped", f"The Gemini connection is not ready yet; the relay holds at most "
                         f"{self._queued.limit_ms / 1000:g} s of input audio meanwhile and is dropping the oldest.",
                         kind="server_error")
 
