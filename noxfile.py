@@ -19,7 +19,8 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit and end-to-end tests over real sockets (needs node and npm for the node client test)."""
+    """Unit and end-to-end tests over real sockets (needs node and npm for the node client test, and Debian's
+    Chromium at /usr/bin/chromium for the playground's browser tests, driven by Playwright: .ci/run installs it)."""
     session.install("-e", ".[test]")
     npm = shutil.which("npm")
     if npm:

@@ -145,6 +145,8 @@ def _announce(config: Config, host: str, port: int, workers: int = 1) -> None:
         )
     where = f" (all interfaces on {host})" if host in ("0.0.0.0", "", "::") else ""
     url = f"ws://{_display_host(host)}:{port}/v1/realtime?model=NAME"
+    if config.playground:
+        print(f"  playground http://{_display_host(host)}:{port}/ (turn it off with --no-playground)", flush=True)
     print(f"relay listening on {url}{where}" + (f", {workers} workers" if workers > 1 else ""), flush=True)
 
 
@@ -158,12 +160,14 @@ class WorkerRole:
 
 
 async def _serve(config: Config | None, host: str, port: int, transport: str | None = None,
-                 worker: WorkerRole | None = None) -> None:
+                 worker: WorkerRole | None = None, playground: bool | None = None) -> None:
     async with trio.open_nursery() as nursery:
         if config is None:
             config = await _demo_config(nursery)
         if transport is not None:  # --transport overrides general_settings.transport
             config = attrs.evolve(config, transport=transport)
+        if playground is not None:  # --no-playground overrides general_settings.playground
+            config = attrs.evolve(config, playground=playground)
         server = RelayServer(config, *((worker.index, worker.metrics_dir) if worker else ()))
         if worker is None:
             _describe(config, list(server.upstreams.values()))
@@ -200,12 +204,15 @@ async def _supervise(config: Config | None, args: argparse.Namespace, count: int
                     source = ["--emulator-url", config.models[0].api_base]
                 if args.transport is not None:
                     config = attrs.evolve(config, transport=args.transport)
+                if args.playground is not None:
+                    config = attrs.evolve(config, playground=args.playground)
                 upstreams = [Upstream(m) for m in config.models]
                 _describe(config, upstreams)
                 await _check_credentials(upstreams)
                 command = [sys.executable, "-m", "relay", "serve", "--host", host, "--port", str(port),
                            "--log-level", log_level, "--log-format", log_format, "--metrics-dir", shared,
-                           "--transport", config.transport, "--supervisor", str(os.getpid()), *source]
+                           "--transport", config.transport, "--supervisor", str(os.getpid()), *source,
+                           *([] if config.playground else ["--no-playground"])]
                 supervisor = Supervisor(count, lambda i: [*command, "--worker", str(i)], Path(shared))
                 for worker in supervisor.workers:
                     nursery.start_soon(supervisor.keep, worker)
@@ -326,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         help="WebSocket implementation for clients and upstream (default: general_settings.transport, "
         "else trio-websocket); websockets is the faster sans-IO one",
     )
+    serve.add_argument("--no-playground", dest="playground", action="store_const", const=False,
+                       help="do not serve the browser playground at / (default: general_settings.playground, else "
+                       "served)")
     serve.add_argument("--workers", "--num_workers", type=_count, default=1,
                        help="processes serving the port together (SO_REUSEPORT), supervised by this one; "
                        "0 = one per CPU (default 1)")
@@ -369,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         count = worker_count(args.workers)
         if args.worker is not None:
             _run(_serve, config, args.host, args.port, args.transport, WorkerRole(args.worker, args.metrics_dir,
-                                                                            args.supervisor or os.getppid()))
+                                                                            args.supervisor or os.getppid()),
+                 args.playground)
         elif count > 1:
             _run(_supervise, config, args, count, level, fmt)
         else:
-            _run(_serve, config, args.host, args.port, args.transport)
+            _run(_serve, config, args.host, args.port, args.transport, None, args.playground)
     except KeyboardInterrupt:
         return 0
     except (StartupError, WorkerFailed) as exc:

@@ -108,6 +108,8 @@ class Config:
     max_events_per_second: float = 500.0
     # Seconds a session may last; 0 = no limit.
     max_session_seconds: float = 7200.0
+    # Serve the browser playground (relay.playground) at / on the relay's port.
+    playground: bool = True
 
     def client_keys(self) -> tuple[ClientKey, ...]:
         """Every key a client may present: the named keys, and master_key as "master"."""
@@ -177,6 +179,7 @@ class _GeneralSettings:
     max_sessions: Any = None
     max_events_per_second: Any = None
     max_session_seconds: Any = None
+    playground: Any = None  # a boolean; checked by hand (cattrs would take "no" or 0)
 
 
 # general_settings keys of LiteLLM's proxy that the relay has no use for: a LiteLLM config.yaml keeps working, with
@@ -582,7 +585,7 @@ _TOP_KEYS = ("model_list", "general_settings")
 def _general_settings(
     raw: Any, path: str, env: Mapping[str, str], warnings: list[str], errors: list[str]
 ) -> tuple[str | None, TransportName, float, dict[str, Any]]:
-    """(master_key, transport, response_timeout, other numbers) from general_settings; problems go to `errors`."""
+    """(master_key, transport, response_timeout, other settings) from general_settings; problems go to `errors`."""
     fallback = env.get("RELAY_MASTER_KEY") or None
     default_timeout = attrs.fields(Config).response_timeout.default
     if raw is None:
@@ -616,6 +619,11 @@ def _general_settings(
             numbers["max_sessions"] = limit
     if settings.keys is not None:
         numbers["keys"] = _client_keys(settings.keys, path, env, errors)
+    if settings.playground is not None:
+        if isinstance(settings.playground, bool):
+            numbers["playground"] = settings.playground
+        else:
+            errors.append(f"{path}: general_settings.playground: must be true or false, got {settings.playground!r}")
     size = settings.client_send_buffer
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 4096:

@@ -8,8 +8,10 @@ deployment's probes work unchanged):
     GET /health, /health/liveliness, /health/liveness   200 while the event loop runs
     GET /ready, /health/readiness                       200 when serving; 503 while starting or draining
     GET /metrics                                         Prometheus text exposition
-    GET /v1/models                                       OpenAI's model list, each with the session kind it serves
-                                                         (a client key is needed where the relay has keys)
+    GET /v1/models, /v1/models/{id}                      OpenAI's model list (and one model), each with the session
+                                                         kind it serves (a client key is needed where the relay
+                                                         has keys)
+    GET /, /playground/*                                 the browser playground (relay.playground), unless turned off
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import trio
+
+from relay import playground as playground_files
 
 log = logging.getLogger("relay.http")
 
@@ -33,19 +38,37 @@ READY = ("/ready", "/health/readiness")
 METRICS = "/metrics"
 MODELS = "/v1/models"
 
-Response = tuple[int, str, bytes]  # status, content type, body
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 Headers = tuple[tuple[str, str], ...]
+Response = tuple[int, str, bytes, Headers]  # status, content type, body, other response headers
+_REASONS = {200: "OK", 304: "Not Modified", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
+NO_STORE: Headers = (("cache-control", "no-store"),)
 
 
 class HttpApp:
-    """What the plain HTTP routes answer, from the server's state: `ready()` and `metrics()` are its callbacks."""
+    """What the plain HTTP routes answer, from the server's state: `ready()` and `metrics()` are its callbacks.
+    `playground`: serve the browser playground at `/` (general_settings.playground, `serve --no-playground`)."""
 
     def __init__(self, ready: Callable[[], bool], metrics: Callable[[], tuple[str, bytes]],
-                 models: Callable[[Headers], tuple[int, dict[str, Any]]] | None = None) -> None:
+                 models: Callable[[Headers], tuple[int, dict[str, Any]]] | None = None, *,
+                 playground: bool = True) -> None:
         self._ready = ready
         self._metrics = metrics
         self._models = models
+        self.playground = playground
+
+    def _auth_required(self) -> bool:
+        """Whether listing models needs a client key, i.e. whether the relay has keys."""
+        return self._models is not None and self._models(())[0] == 401
+
+    def _static(self, path: str, headers: Headers) -> Response | None:
+        found = playground_files.asset(path, self._auth_required()) if self.playground else None
+        if found is None:
+            return None
+        tags = next((value for name, value in headers if name.lower() == "if-none-match"), None)
+        if tags is not None and (tags.strip() == "*" or found.etag in (t.strip() for t in tags.split(","))):
+            return 304, found.content_type, b"", found.headers()
+        return 200, found.content_type, found.body, found.headers()
 
     def respond(self, method: str, target: str, headers: Headers = ()) -> Response:
         path = target.split("?", 1)[0].rstrip("/") or "/"
@@ -59,16 +82,35 @@ class HttpApp:
             return _json(200 if ready else 503, {"status": "ready" if ready else "not ready"})
         if path == METRICS:
             content_type, body = self._metrics()
-            return 200, content_type, body
+            return 200, content_type, body, NO_STORE
         if path == MODELS and self._models is not None:
             return _json(*self._models(headers))
-        return _json(404, {"error": {"message": f"No route for {path}. WebSocket clients: /v1/realtime?model=NAME; "
-                                                "probes: /health, /ready; metrics: /metrics; models: /v1/models.",
-                                     "type": "invalid_request_error", "code": "not_found"}})
+        if path.startswith(MODELS + "/") and self._models is not None:
+            return _json(*_one_model(self._models(headers), path[len(MODELS) + 1:]))
+        static = self._static(path, headers)
+        if static is not None:
+            return static
+        routes = "WebSocket clients: /v1/realtime?model=NAME, /v1/realtime/translations?model=NAME; probes: /health, " \
+            "/ready; metrics: /metrics; models: /v1/models" + ("; playground: /" if self.playground else "")
+        return _json(404, {"error": {"message": f"No route for {path}. {routes}.", "type": "invalid_request_error",
+                                     "code": "not_found"}})
+
+
+def _one_model(listed: tuple[int, dict[str, Any]], model_id: str) -> tuple[int, dict[str, Any]]:
+    """GET /v1/models/{id} (the SDK's `client.models.retrieve`), from the list's answer."""
+    status, body = listed
+    if status != 200:
+        return status, body
+    model_id = urllib.parse.unquote(model_id)
+    found = next((m for m in body["data"] if m["id"] == model_id), None)
+    if found is None:
+        return 404, {"error": {"message": f"The model '{model_id}' does not exist on this relay.",
+                               "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
+    return 200, found
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
-    return status, "application/json", json.dumps(body).encode()
+    return status, "application/json", json.dumps(body).encode(), NO_STORE
 
 
 async def peek_head(stream: trio.SocketStream) -> bytes | None:
@@ -116,12 +158,15 @@ async def answer(stream: trio.SocketStream, head: bytes, app: HttpApp) -> None:
     headers = tuple((name.strip(), value.strip()) for name, sep, value in (line.partition(":") for line in lines)
                     if sep)
     try:
-        status, content_type, body = app.respond(method, target, headers)
+        status, content_type, body, extra = app.respond(method, target, headers)
     except Exception:
         log.exception("HTTP %s %s failed", method, target)
-        status, content_type, body = _json(500, {"error": {"message": "internal error", "type": "server_error"}})
+        status, content_type, body, extra = _json(500, {"error": {"message": "internal error", "type": "server_error"}})
+    # A 304 has no body, and no content-length (that would have to be the length of the body it stands for).
+    length = "" if status == 304 else f"content-length: {len(body)}\r\n"
+    lines = "".join(f"{name}: {value}\r\n" for name, value in extra)
     head_out = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: {content_type}\r\n"
-                f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n").encode()
+                f"{length}{lines}connection: close\r\n\r\n").encode()
     await stream.send_all(head_out + (b"" if method == "HEAD" else body))
     log.debug("HTTP %s %s -> %d", method, target, status)
 

@@ -86,7 +86,8 @@ class RelayServer:
         self._deadlines = Deadlines()  # every session's max_session_seconds
         registry, self._timers = registry_for(self.totals, self.stats)
         self.metrics = Source(registry, worker, metrics_dir)
-        self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics), self._model_list)
+        self.http = HttpApp(lambda: self.serving, lambda: exposition(self.metrics), self._model_list,
+                            playground=config.playground)
         # One WebSocket implementation for both sides: clients here, Gemini in each Session.
         self.transport = get_transport(config.transport)
         self._open_upstream = self.transport.open_connection

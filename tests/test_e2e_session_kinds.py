@@ -316,3 +316,16 @@ def test_close_translates_every_segment_appended_however_fast_and_however_it_end
         events = c.until("session.closed")
     assert deltas(events, "session.output_transcript.delta") == \
         "[es] audio 300 ms[es] audio 500 ms[es] audio 400 ms"
+
+
+def test_the_sdk_lists_and_retrieves_models_with_their_kind(kinds_stack):
+    import openai
+
+    client = OpenAI(api_key=MASTER_KEY, base_url=kinds_stack.http_base)
+    assert {m.id for m in client.models.list()} >= {"stt", "translate", "live38"}
+    model = client.models.retrieve("translate")
+    assert model.id == "translate" and model.kind == "translation"  # type: ignore[attr-defined]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(api_key="wrong", base_url=kinds_stack.http_base).models.retrieve("stt")
