@@ -31,7 +31,7 @@ CLOSE_WAIT = 10.0  # seconds for the session to end by itself on leaving the blo
 
 
 class AsyncioSession:
-    """`relay.RelaySession`'s asyncio face: `send`, `recv`, `async for`, `close_info`."""
+    """`relay.RelaySession`'s asyncio face: `send`, `recv`, `async for`, `close`, `close_info`, `model`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.model = ""
@@ -77,6 +77,16 @@ class AsyncioSession:
     @property
     def close_info(self) -> tuple[int | None, str] | None:
         return self._inner.close_info if self._inner is not None else None
+
+    async def close(self) -> None:
+        """As `RelaySession.close`: end the session (leaving the block does it)."""
+        inner, token = self._inner, self._token
+        if inner is None or token is None:
+            return
+        try:
+            await asyncio.to_thread(trio.from_thread.run, inner.close, trio_token=token)
+        except (trio.RunFinishedError, RuntimeError):
+            pass
 
     def _end_error(self) -> BaseException:
         if self._error is not None:
@@ -145,12 +155,8 @@ async def connect(
 
 async def _finish(session: AsyncioSession, scope: trio.CancelScope, worker: threading.Thread) -> None:
     """Close the session as a client does, wait for the thread; cancel the trio side if it does not end."""
-    inner, token = session._inner, session._token
-    if inner is not None and token is not None:
-        try:
-            await asyncio.to_thread(trio.from_thread.run, inner.close, trio_token=token)
-        except (trio.RunFinishedError, RuntimeError):
-            pass
+    await session.close()
+    session._ended = True  # as a trio session after its block: recv says the session is closed
     session._room.release(EVENT_BUFFER + 1)  # a pump waiting for room nobody will make goes on to its end
     await asyncio.to_thread(worker.join, CLOSE_WAIT)
     if worker.is_alive() and session._token is not None:

@@ -141,8 +141,8 @@ class RelaySession:
         self.model = model
 
     async def send(self, event: dict[str, Any] | Any) -> None:
-        """Send one client event: a dict as OpenAI's docs write it, an event class of `relay.events.openai`, or a
-        JSON string.  `SessionClosed` once the session has ended."""
+        """Send one client event: a dict as OpenAI's docs write it, an event class of `relay.events.openai`, or
+        JSON text (str, or UTF-8 bytes).  `SessionClosed` once the session has ended."""
         if isinstance(event, (str, bytes)):
             frame: str | bytes = event
         elif isinstance(event, dict):
@@ -226,6 +226,8 @@ async def connect(
     for the session).  `kind`: "realtime" (a conversation), "transcription" (as `?intent=transcription`) or
     "translation" (the translation socket; its dialect is GA's).  Raises `ConfigError` for a configuration that
     cannot be used and `SessionRefused` for a session the relay would not open."""
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a configured model_name (a string) or None, got {type(model).__name__}")
     if dialect not in ("ga", "beta"):
         raise ValueError(f"dialect must be 'ga' or 'beta', got {dialect!r}")
     if kind not in ("realtime", "transcription", "translation"):

@@ -52,6 +52,7 @@ CLIENT_SEND_BUFFER = 512 * 1024  # bytes (general_settings.client_send_buffer)
 UPSTREAM_SEND_BUFFER = 16 * 1024 * 1024
 # Seconds a connection being closed gets to send what it holds and finish its closing handshake.
 RETIRE_TIMEOUT = 2 * CLOSE_TIMEOUT
+CANCELLED_CLOSE = 0.2  # seconds a cancelled session gives its upstream close
 
 
 class _Link:
@@ -496,7 +497,12 @@ class Session:
                             tasks.cancel_scope.cancel()
                 finally:
                     link.socket = None
-                    with trio.CancelScope(shield=True):
+                    # Cancelled from outside (a library caller's scope), the readers are gone: a closing handshake
+                    # would only wait out its timeout.  The close frame is sent all the same.
+                    cancelled = trio.current_effective_deadline() == -math.inf
+                    with trio.CancelScope(shield=True) as closing:
+                        if cancelled:
+                            closing.deadline = trio.current_time() + CANCELLED_CLOSE
                         await sock.close(1000, "client session ended")
         except HandshakeFailed as exc:
             log.warning("%s upstream connect failed: %s", self._label, exc.message)

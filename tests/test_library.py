@@ -205,6 +205,12 @@ def test_asyncio_programs_use_the_same_sessions() -> None:
         with pytest.raises(KeyError):
             async with relay.aio.connect():
                 raise KeyError("mine")
+        async with relay.aio.connect() as closing:
+            assert (await closing.recv())["type"] == "session.created"
+            await closing.close()  # as RelaySession.close: the session ends, iteration stops
+            assert [event async for event in closing] == []
+        with pytest.raises(relay.SessionClosed):
+            await session.recv()  # after its block, as a trio session
         return events, session
 
     events, session = asyncio.run(asyncio.wait_for(main(), 30))
