@@ -288,6 +288,11 @@ def test_a_text_turn_shows_the_echo_with_usage_and_every_event(relay, browser):
     item.locator("summary").click()
     assert json.loads(item.locator("pre").inner_text())["item"]["content"][0]["text"] == "hello from the browser"
     assert int(page.locator("#log").get_attribute("data-count")) == page.locator("#log li").count()
+    # the last event opened at the bottom of the log: the log scrolls to show its JSON, not just a line or two
+    done = page.locator("#log li").last
+    done.locator("summary").click()
+    log_box, pre_box = page.locator("#log").bounding_box(), done.locator("pre").bounding_box()
+    assert pre_box["height"] > 200 and pre_box["y"] + pre_box["height"] <= log_box["y"] + log_box["height"] + 1
     # text replies make no sound
     assert page.locator("#player").get_attribute("data-chunks-received") == "0"
     b.screenshot(page, "text-turn")
@@ -396,6 +401,134 @@ def test_push_to_talk_commits_the_turn_and_asks_for_the_reply(relay, browser, mi
     assert page.locator('#log li[data-type="input_audio_buffer.append"]').count() == count
 
 
+APPENDS = '#log li[data-dir="out"][data-type="input_audio_buffer.append"]'
+
+
+def sent_types(page) -> list[str]:
+    """The types of the events the page sent, oldest first, without the audio appends."""
+    types = page.locator('#log li[data-dir="out"]').evaluate_all("items => items.map(i => i.dataset.type)")
+    return [t for t in types if t != "input_audio_buffer.append"]
+
+
+# In the page: do `action` ("stop-mic": click Start/Stop mic; "release-talk": let go of Hold to talk) right
+# after `when` (appends: the log holding that many appends; "first-chunk": the level meter showing the first
+# chunk the microphone captured), in the same task: no other microphone chunk comes in between, so the test
+# knows exactly how much audio the page had when the mic stopped or the button was released.
+ACT_WHEN = """([when, action]) => {
+  const act = () => {
+    if (action === "stop-mic") document.getElementById("mic").click();
+    else document.getElementById("talk").dispatchEvent(new KeyboardEvent("keyup", { key: " ", bubbles: true }));
+  };
+  const log = document.getElementById("log");
+  const level = document.getElementById("level");
+  let micOn = false;
+  const observer = new MutationObserver((records) => {
+    for (const r of records) {
+      if (when === "first-chunk") {
+        if (r.attributeName === "data-active") micOn = level.dataset.active === "true";
+        else if (micOn && r.attributeName === "value") return observer.disconnect() || act();
+      } else if (log.querySelectorAll('li[data-dir="out"][data-type="input_audio_buffer.append"]').length >= when) {
+        return observer.disconnect() || act();
+      }
+    }
+  });
+  if (when === "first-chunk") observer.observe(level, { attributes: true, attributeFilter: ["data-active", "value"] });
+  else observer.observe(log, { childList: true });
+}"""
+
+
+def act_when(page, when: int | str, action: str) -> None:
+    page.evaluate(ACT_WHEN, [when, action])
+
+
+def test_switching_turn_detection_closes_the_mic_and_shows_it(relay, browser, mic_wav):
+    page = browser(mic_wav).page(relay)
+    mic, talk, level, turns_help = (page.locator(s) for s in ("#mic", "#talk", "#level", "#turns-help"))
+    appends = page.locator(APPENDS)
+    page.select_option("#turns", "manual")
+    expect(turns_help).to_contain_text("Push to talk")  # the help follows the choice
+    connect(page)
+    # a push-to-talk turn of 300 ms: the mic stays open after it (the level meter shows it), sending nothing
+    act_when(page, 6, "release-talk")
+    talk.focus()
+    page.keyboard.down("Space")
+    user = page.locator('#transcript .msg[data-role="user"][data-kind="audio"]')
+    expect(user.locator(".text")).to_have_text(["audio 300 ms"])
+    assistant(page, "Echo: audio 300 ms")
+    page.keyboard.up("Space")
+    expect(level).to_have_attribute("data-active", "true")
+    # to server VAD: the mic closes, the page shows it closed and nothing streams; Start mic gives a VAD turn
+    page.select_option("#turns", "server_vad")
+    expect(turns_help).to_have_text(re.compile(r"^Hands-free: .* when you pause\. Update session to switch\.$"))
+    page.click("#apply")
+    expect(page.locator('#log li[data-dir="in"][data-type="session.updated"]')).to_have_count(2)
+    expect(turns_help).not_to_contain_text("Update session")
+    expect(talk).to_be_hidden()
+    expect(mic).to_be_visible()
+    expect(mic).to_have_attribute("data-state", "off")
+    expect(mic).to_have_text("Start mic")
+    expect(level).to_have_attribute("data-active", "false")
+    count = appends.count()
+    page.wait_for_timeout(300)
+    assert appends.count() == count
+    mic.click()
+    expect(mic).to_have_attribute("data-state", "on")
+    expect(mic).to_have_text("Stop mic")
+    expect(user).to_have_count(2)
+    expect(user.last.locator(".text")).to_have_text(re.compile(r"^audio \d+ ms$"))
+    assistant(page, f"Echo: {user.last.locator('.text').inner_text()}")
+    expect(page.locator('#log li[data-dir="in"][data-type="input_audio_buffer.speech_started"]').first
+           ).to_be_attached()
+    # and back to push-to-talk while the mic streams: closed again, the audio VAD had not taken dropped
+    page.select_option("#turns", "manual")
+    page.click("#apply")
+    expect(page.locator('#log li[data-dir="in"][data-type="session.updated"]')).to_have_count(3)
+    expect(mic).to_be_hidden()
+    expect(mic).to_have_attribute("data-state", "off")
+    expect(level).to_have_attribute("data-active", "false")
+    expect(talk).to_be_visible()
+    assert sent_types(page)[-2:] == ["input_audio_buffer.clear", "session.update"]
+    count = appends.count()
+    page.wait_for_timeout(300)
+    assert appends.count() == count
+
+
+def test_a_tap_on_hold_to_talk_leaves_no_audio_for_the_next_turn(relay, browser, mic_wav):
+    page = browser(mic_wav).page(relay)
+    page.select_option("#turns", "manual")
+    page.select_option("#reply", "text")
+    connect(page)
+    act_when(page, "first-chunk", "release-talk")  # let go once the mic has given its first 50 ms
+    page.locator("#talk").focus()
+    page.keyboard.down("Space")
+    expect(page.locator('#transcript .msg[data-role="notice"]').last).to_have_text("Hold the button while you speak.")
+    page.keyboard.up("Space")
+    expect(page.locator("#talk")).to_have_attribute("data-state", "idle")
+    expect(page.locator('#log li[data-dir="in"][data-type="input_audio_buffer.cleared"]')).to_have_count(1)
+    say(page, "typed after a tap")
+    assistant(page, "Echo: typed after a tap")  # answered as text, not as the tap's audio
+    expect(page.locator(APPENDS)).to_have_count(0)  # Gemini hears audio as it comes: a tap is not sent at all
+    assert sent_types(page)[-3:] == ["input_audio_buffer.clear", "conversation.item.create", "response.create"]
+    expect(page.locator('#transcript .msg[data-role="user"] .text')).to_have_text(["typed after a tap"])
+
+
+def test_stopping_the_mic_mid_speech_leaves_no_empty_turn(relay, browser, mic_wav):
+    page = browser(mic_wav).page(relay)
+    page.select_option("#reply", "text")
+    connect(page)
+    act_when(page, 3, "stop-mic")  # stop 150 ms into the tone, before VAD has a turn
+    page.click("#mic")
+    expect(page.locator("#mic")).to_have_attribute("data-state", "off")
+    expect(page.locator('#log li[data-dir="in"][data-type="input_audio_buffer.cleared"]')).to_have_count(1)
+    say(page, "typed after the mic")
+    assistant(page, "Echo: typed after the mic")
+    # no spoken turn, empty or not, came of the audio stopped
+    expect(page.locator('#transcript .msg[data-role="user"] .text')).to_have_text(["typed after the mic"])
+    expect(page.locator('#log li[data-type="input_audio_buffer.committed"]')).to_have_count(0)
+    expect(page.locator(APPENDS)).to_have_count(3)
+    assert sent_types(page)[-3:] == ["input_audio_buffer.clear", "conversation.item.create", "response.create"]
+
+
 def test_a_tool_call_is_shown_and_answered_by_hand(relay, browser):
     page = browser().page(relay)
     tool = {"type": "function", "name": "get_time", "description": "The time in a time zone",
@@ -413,11 +546,15 @@ def test_a_tool_call_is_shown_and_answered_by_hand(relay, browser):
     call = page.locator('#transcript .msg[data-role="tool"]')
     expect(call).to_have_attribute("data-name", "get_time")
     expect(call.locator(".call")).to_have_text('get_time({"zone":"example"})')
-    expect(page.locator("#transcript .usage")).to_have_count(1)  # the call's response is done
+    usage = page.locator("#transcript .usage")
+    expect(usage).to_have_count(1)  # the call's response is done
+    expect(usage).to_have_attribute("data-total-tokens", "0")
+    expect(usage).to_be_hidden()  # no line of zeros under the call
     call.locator("textarea").fill('{"time": "12:00"}')
     call.locator("button.tool-send").click()
     expect(call).to_have_attribute("data-state", "answered")
     assistant(page, 'Result: get_time {"time":"12:00"}')
+    expect(usage.last).to_have_text(re.compile(r"^[1-9]\d* tokens · in "))
     sent = page.locator('#log li[data-dir="out"][data-type="conversation.item.create"]').last
     sent.locator("summary").click()
     output = json.loads(sent.locator("pre").inner_text())["item"]
@@ -456,16 +593,27 @@ def test_the_key_goes_in_the_subprotocol_and_stays_in_the_tab():
             help_text = page.locator("#model-help")
             expect(help_text).to_have_attribute("data-state", "error")  # asks for the key, draws no 401
             expect(help_text).to_contain_text("needs an API key")
+            # a wrong key: the models are refused, and Connect keeps saying why rather than "choose a model"
+            page.fill("#api-key", "sk-wrong")
+            page.locator("#api-key").press("Tab")
+            expect(help_text).to_have_text("The relay refused this API key.")
+            page.click("#connect")
+            expect(page.locator("#status")).to_have_attribute("data-status", "disconnected")
+            expect(help_text).to_have_text("The relay refused this API key.")
+            # the right key typed, then one click on Connect: the models are listed and the page connects
             page.fill("#api-key", "sk-play")
-            page.locator("#api-key").dispatch_event("change")
-            connect(page)
+            page.click("#connect")
+            expect(page.locator("#status")).to_have_attribute("data-status", "connected")
+            expect(help_text).to_have_attribute("data-state", "ok")
+            assert page.locator("#model").input_value() == MODEL
             assert page.evaluate("() => sessionStorage.getItem('relay-playground.api-key')") == "sk-play"
             assert sockets and all("sk-play" not in url for url in sockets)
             say(page, "with a key")
             assistant(page, "Echo: with a key")
         finally:
             context.close()
-        assert not b.problems, b.problems
+        # the browser itself reports the refused model listing; the page logs nothing
+        assert not [p for p in b.problems if "status of 401 (Unauthorized)" not in p], b.problems
 
 
 def test_the_page_fits_a_phone(relay, browser):
@@ -477,6 +625,11 @@ def test_the_page_fits_a_phone(relay, browser):
     say(page, "hello from a phone")
     assistant(page, "Echo: hello from a phone")
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    # the top bar stays one line: name, status (cut short if need be) and the token total side by side
+    bar = [page.locator(name).bounding_box() for name in (".topbar h1", "#status", "#totals")]
+    middles = [box["y"] + box["height"] / 2 for box in bar]
+    assert max(middles) - min(middles) < 4, bar
+    assert page.locator(".topbar").bounding_box()["height"] < 56
     for name in ("#text", "#send", "#mic", "#log"):
         box = page.locator(name).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], name

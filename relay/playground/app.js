@@ -5,11 +5,13 @@
 //   #mic[data-state]                   off | starting | on;  #talk[data-state] idle | talking (manual turns)
 //   #transcript .msg[data-role]        user | assistant | tool | error | notice, with data-item-id and data-state
 //   #transcript .usage                 per response: data-response-id, data-input-tokens, data-output-tokens, ...
+//                                      (hidden when a completed response used no tokens, as a tool call's may)
 //   #log[data-count] > li[data-dir][data-type]   every event sent (out) and received (in), oldest first
 
 const WORKLET = "playground/audio-worklet.js";
 const RATE = 24000; // pcm16 at 24 kHz both ways
 const CHUNK_MS = 50; // microphone audio per input_audio_buffer.append
+const MIN_TALK = RATE / 10; // samples: the relay refuses to commit less than 100 ms
 const MAX_LOG = 1500; // events kept in the log; older ones are dropped from the page
 const KEY_STORAGE = "relay-playground.api-key";
 const AUDIO_EVENTS = new Set(["input_audio_buffer.append", "response.output_audio.delta", "response.audio.delta"]);
@@ -31,7 +33,8 @@ const el = {
   status: $("status"), totals: $("totals"), settingsBox: $("settings-box"), settings: $("settings"),
   key: $("api-key"), model: $("model"), modelHelp: $("model-help"), reloadModels: $("reload-models"),
   instructions: $("instructions"), voice: $("voice"), reply: $("reply"), turns: $("turns"),
-  transcribe: $("transcribe"), tools: $("tools"), toolsHelp: $("tools-help"), toolsExample: $("tools-example"),
+  turnsHelp: $("turns-help"), transcribe: $("transcribe"), tools: $("tools"), toolsHelp: $("tools-help"),
+  toolsExample: $("tools-example"),
   connect: $("connect"), apply: $("apply"), player: $("player"), transcript: $("transcript"), empty: $("empty"),
   composer: $("composer"), text: $("text"), send: $("send"), mic: $("mic"), talk: $("talk"), cancel: $("cancel"),
   level: $("level"), log: $("log"), eventCount: $("event-count"), hideAudio: $("hide-audio"),
@@ -43,17 +46,24 @@ const state = {
   opened: false,
   closing: false,
   manual: false, // the session's turn detection, as last sent
+  turns: null, // el.turns.value as last sent
   responseActive: false,
   items: new Map(), // item id → its element in the transcript
   toolTurn: new Set(), // call ids of the current tool turn not answered yet
   mic: null, // {stream, ctx, source, node}
   micStarting: null,
+  micRuns: 0, // counts stopMic calls: a start still waiting for the browser is dropped by a stop meanwhile
   talking: false,
-  talkSamples: 0,
+  talkSamples: 0, // captured during this press
+  talkHeld: [], // the press's first chunks, held until it is long enough to commit
+  uncommitted: false, // audio appended since this page last sent a commit or clear (it may sit in the buffer)
   player: null, // {ctx, node, ready}
   playedByItem: new Map(), // assistant item id → samples played to the end of a chunk
   counters: { received: 0, played: 0, flushes: 0 },
   totals: { tokens: 0, responses: 0 },
+  modelsRun: 0, // the latest model listing; an older one that answers late is ignored
+  models: null, // {key, promise, reached} of the latest listing: the key it used, and whether the relay answered
+  preparing: false, // Connect is waiting for the model list
   logCount: 0,
   logDropped: 0,
   lastError: null, // the message of the last error shown, so a failed response.done does not repeat it
@@ -108,11 +118,13 @@ function connected() {
 function setStatus(status, text) {
   el.status.dataset.status = status;
   el.status.textContent = text;
+  el.status.title = text; // a phone shows it cut short
   const live = status === "connected";
   el.connect.textContent = status === "connecting" || live ? "Disconnect" : "Connect";
   el.connect.dataset.connected = String(status === "connecting" || live);
   for (const node of [el.text, el.send, el.apply, el.mic, el.talk]) node.disabled = !live;
   if (!live) el.cancel.disabled = true;
+  showTurnsHelp();
 }
 
 function parseTools() {
@@ -177,44 +189,77 @@ function sessionUpdate() {
   };
 }
 
+// Switching between hands-free and push-to-talk closes the microphone (dropping audio not yet committed):
+// the other mode starts it again with its own control, so what the page shows is always what the mic does.
 function applyTurnMode() {
-  state.manual = el.turns.value === "manual";
-  el.mic.hidden = state.manual;
-  el.talk.hidden = !state.manual;
-  if (state.manual && state.mic) setMicState("on"); // the mic stays open; audio goes only while talking
+  const manual = el.turns.value === "manual";
+  if (manual !== state.manual) {
+    stopTalking(false);
+    stopMic();
+  }
+  state.manual = manual;
+  state.turns = el.turns.value;
+  el.mic.hidden = manual;
+  el.talk.hidden = !manual;
+  showTurnsHelp();
+}
+
+const TURNS_HELP = {
+  server_vad: "Hands-free: start the mic and talk; the model answers when you pause.",
+  semantic_vad: "Hands-free: start the mic and talk; the model answers when you seem to have finished.",
+  manual: "Push to talk: hold the button (or Space) while you speak; the model answers when you let go.",
+};
+
+function showTurnsHelp() {
+  const pending = connected() && state.turns !== null && el.turns.value !== state.turns;
+  el.turnsHelp.textContent = TURNS_HELP[el.turns.value] + (pending ? " Update session to switch." : "");
 }
 
 // ---------------------------------------------------------------- models
 
-async function loadModels() {
-  const key = el.key.value.trim();
+// Lists the models for the key typed now; the promise settles once the list (or the reason for none) is shown.
+function loadModels() {
+  const run = ++state.modelsRun;
+  const models = { key: el.key.value.trim(), promise: null, reached: false };
+  models.promise = listModels(models, run);
+  state.models = models;
+  return models.promise;
+}
+
+async function listModels(models, run) {
+  const key = models.key;
   const help = el.modelHelp;
-  if (!key && document.documentElement.dataset.auth === "required") {
+  const current = () => run === state.modelsRun;
+  const failed = (text) => {
+    if (!current()) return;
     fillModels([]);
     help.dataset.state = "error";
-    help.textContent = "This relay needs an API key: type it above to list its models.";
+    help.textContent = text;
+  };
+  if (!key && document.documentElement.dataset.auth === "required") {
+    models.reached = true;
+    failed("This relay needs an API key: type it above to list its models.");
     return;
   }
   help.dataset.state = "loading";
   help.textContent = "Loading models…";
   let response;
+  let body;
   try {
     response = await fetch("v1/models", { headers: key ? { Authorization: `Bearer ${key}` } : {}, cache: "no-store" });
+    models.reached = true;
+    if (response.ok) body = await response.json();
   } catch (err) {
-    fillModels([]);
-    help.dataset.state = "error";
-    help.textContent = `Could not reach the relay (${err.message}).`;
+    failed(`Could not reach the relay (${err.message}).`);
     return;
   }
   if (!response.ok) {
-    fillModels([]);
-    help.dataset.state = "error";
-    help.textContent = response.status === 401
+    failed(response.status === 401
       ? (key ? "The relay refused this API key." : "This relay needs an API key: type it above.")
-      : `Could not list the models (HTTP ${response.status}).`;
+      : `Could not list the models (HTTP ${response.status}).`);
     return;
   }
-  const body = await response.json();
+  if (!current()) return;
   const all = Array.isArray(body.data) ? body.data : [];
   const realtime = all.filter((m) => (m.kind || "realtime") === "realtime");
   fillModels(realtime.map((m) => m.id));
@@ -258,7 +303,13 @@ function logEvent(dir, event) {
       make("span", { class: "type" }, ...breakable(String(event.type))),
       make("time", { text: new Date().toLocaleTimeString([], { hour12: false }) })));
   details.addEventListener("toggle", () => {
-    if (details.open && !details.querySelector("pre")) details.append(make("pre", { text: JSON.stringify(shown, null, 2) }));
+    if (!details.open) return;
+    if (!details.querySelector("pre")) details.append(make("pre", { text: JSON.stringify(shown, null, 2) }));
+    // an event opened near the bottom of the log: scroll so its JSON shows, not just its first lines
+    const pre = details.querySelector("pre");
+    const box = el.log.getBoundingClientRect();
+    const below = pre.getBoundingClientRect().bottom - box.bottom;
+    if (below > 0) el.log.scrollTop += Math.min(below, details.getBoundingClientRect().top - box.top);
   });
   const entry = make("li", { "data-dir": dir, "data-type": String(event.type) }, details);
   if (AUDIO_EVENTS.has(event.type)) entry.dataset.audio = "true";
@@ -381,9 +432,12 @@ function showUsage(response) {
   const parts = [`${usage.total_tokens ?? 0} tokens`,
     `in ${usage.input_tokens ?? 0}${split(inDetails).length ? ` (${split(inDetails).join(", ")})` : ""}`,
     `out ${usage.output_tokens ?? 0}${split(outDetails).length ? ` (${split(outDetails).join(", ")})` : ""}`];
-  if (response.status && response.status !== "completed") parts.push(response.status);
+  const status = response.status && response.status !== "completed" ? response.status : "";
+  if (status) parts.push(status);
+  const none = !usage.total_tokens; // e.g. a response that only called a tool: no line of zeros
   addToTranscript(make("p", {
-    class: "usage", text: parts.join(" · "), "data-response-id": response.id || "",
+    class: "usage", text: none ? status : parts.join(" · "), hidden: none && !status,
+    "data-response-id": response.id || "",
     "data-status": response.status || "", "data-input-tokens": String(usage.input_tokens ?? 0),
     "data-output-tokens": String(usage.output_tokens ?? 0), "data-total-tokens": String(usage.total_tokens ?? 0),
   }));
@@ -391,8 +445,8 @@ function showUsage(response) {
   state.totals.responses += 1;
   el.totals.dataset.totalTokens = String(state.totals.tokens);
   el.totals.dataset.responses = String(state.totals.responses);
-  el.totals.textContent = `${state.totals.tokens} tokens · ${state.totals.responses} response` +
-    (state.totals.responses === 1 ? "" : "s");
+  el.totals.replaceChildren(`${state.totals.tokens} tokens`, make("span", { class: "responses",
+    text: ` · ${state.totals.responses} response${state.totals.responses === 1 ? "" : "s"}` }));
 }
 
 // ---------------------------------------------------------------- the socket
@@ -403,18 +457,41 @@ function send(event) {
   logEvent("out", event);
 }
 
-function connect() {
+// The model list for the key typed now: the listing under way, or a new one if the key changed since (a key
+// typed and Connect clicked at once) or the relay could not be reached.
+async function modelsForKey() {
+  const key = el.key.value.trim();
+  const models = state.models;
+  if (models && models.key === key) {
+    await models.promise;
+    if (state.models !== models || models.reached) return;
+  }
+  await loadModels();
+}
+
+async function connect() {
+  if (state.preparing) return;
   if (!checkTools()) {
     el.tools.focus();
     return;
   }
+  ensurePlayer(); // in the click: browsers start audio only from a user gesture
+  state.preparing = true;
+  try {
+    await modelsForKey();
+  } finally {
+    state.preparing = false;
+  }
+  if (state.ws) return;
   const model = el.model.value;
   if (!model) {
-    el.modelHelp.dataset.state = "error";
-    el.modelHelp.textContent = "Choose a model first.";
+    if (el.modelHelp.dataset.state !== "error") { // otherwise it already says why there is none
+      el.modelHelp.dataset.state = "error";
+      el.modelHelp.textContent = "Choose a model first.";
+    }
+    el.model.focus();
     return;
   }
-  ensurePlayer(); // in the click: browsers start audio only from a user gesture
   const url = new URL("v1/realtime", document.baseURI);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("model", model);
@@ -431,6 +508,7 @@ function connect() {
   state.ws = ws;
   state.opened = false;
   state.closing = false;
+  state.turns = null;
   setStatus("connecting", `Connecting to ${model}…`);
   ws.addEventListener("open", () => {
     if (state.ws !== ws) return;
@@ -672,6 +750,7 @@ async function startMic() {
     return null;
   }
   setMicState("starting");
+  const run = state.micRuns;
   state.micStarting = (async () => {
     let stream;
     try {
@@ -699,7 +778,7 @@ async function startMic() {
     });
     node.port.onmessage = (e) => captured(e.data);
     source.connect(node);
-    if (!connected()) { // disconnected while the browser asked for the microphone
+    if (!connected() || run !== state.micRuns) { // disconnected or stopped while the browser asked for the mic
       for (const track of stream.getTracks()) track.stop();
       ctx.close();
       setMicState("off");
@@ -719,6 +798,8 @@ async function startMic() {
 function stopMic() {
   const mic = state.mic;
   state.mic = null;
+  state.micRuns += 1;
+  clearUncommitted(); // speech cut off by the stop is not a turn: it would come back as an empty one later
   if (mic) {
     mic.node.port.postMessage({ type: "stop" });
     mic.source.disconnect();
@@ -732,14 +813,35 @@ function captured(msg) {
   if (msg.type !== "chunk" || !state.mic) return;
   el.level.value = Math.min(1, msg.rms * 4);
   if (!connected() || (state.manual && !state.talking)) return;
-  if (state.talking) state.talkSamples += msg.pcm.byteLength / 2;
-  send({ type: "input_audio_buffer.append", audio: toBase64(msg.pcm) });
+  if (state.talking) {
+    state.talkSamples += msg.pcm.byteLength / 2;
+    // A press goes out once it is long enough to commit: Gemini hears audio as it streams, and a clear
+    // cannot take a tap back from it.
+    if (state.talkSamples < MIN_TALK) {
+      state.talkHeld.push(msg.pcm);
+      return;
+    }
+    for (const pcm of state.talkHeld.splice(0)) append(pcm);
+  }
+  append(msg.pcm);
+}
+
+function append(pcm) {
+  send({ type: "input_audio_buffer.append", audio: toBase64(pcm) });
+  state.uncommitted = true;
+}
+
+// Drops the audio appended since the last commit (the relay answers with input_audio_buffer.cleared).
+function clearUncommitted(always = false) {
+  if ((always || state.uncommitted) && connected()) send({ type: "input_audio_buffer.clear" });
+  state.uncommitted = false;
 }
 
 async function startTalking() {
   if (!connected() || state.talking) return;
   state.talking = true;
   state.talkSamples = 0;
+  state.talkHeld = [];
   el.talk.dataset.state = "talking";
   el.talk.textContent = "Release to send";
   if (state.responseActive) send({ type: "response.cancel" }); // talking over the assistant interrupts it
@@ -752,12 +854,15 @@ function stopTalking(commit = true) {
   state.talking = false;
   el.talk.dataset.state = "idle";
   el.talk.textContent = "Hold to talk";
-  if (!commit || !connected()) return;
-  if (state.talkSamples < RATE / 10) { // the relay refuses a commit of less than 100 ms
-    notice("Hold the button while you speak.");
+  state.talkHeld = []; // a tap's audio, never sent
+  if (!connected()) return;
+  if (!commit || state.talkSamples < MIN_TALK) {
+    if (commit) notice("Hold the button while you speak.");
+    clearUncommitted(commit); // a tap leaves no audio behind for the next turn
     return;
   }
   send({ type: "input_audio_buffer.commit" });
+  state.uncommitted = false;
   send({ type: "response.create" });
 }
 
@@ -773,6 +878,7 @@ function init() {
     loadModels();
   });
   el.reloadModels.addEventListener("click", loadModels);
+  el.turns.addEventListener("change", showTurnsHelp);
   el.tools.addEventListener("input", checkTools);
   el.toolsExample.addEventListener("click", () => {
     el.tools.value = JSON.stringify(EXAMPLE_TOOLS, null, 2);
