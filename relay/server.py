@@ -336,9 +336,9 @@ class RelayServer:
             with trio.CancelScope(shield=True):
                 await client.close(1000, "")
             totals = {"event": "session_end", "end_reason": reason,
-                      "duration_s": round(trio.current_time() - started, 3), "turns": translator.responses,
+                      "duration_s": round(trio.current_time() - started, 3), "turns": translator.turns,
                       "audio_in_s": round(translator.audio_in_seconds, 3),
                       "audio_out_s": round(translator.audio_out_seconds, 3), "tokens_in": translator.tokens_in,
                       "tokens_out": translator.tokens_out}
-            log.info("%s closed (%s, %.1f s, %d turns)", label, reason, totals["duration_s"], translator.responses,
+            log.info("%s closed (%s, %.1f s, %d turns)", label, reason, totals["duration_s"], translator.turns,
                      extra={"fields": totals})

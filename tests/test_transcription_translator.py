@@ -85,6 +85,7 @@ def test_beta_intent_session_manual_commit_with_model_text_and_token_usage() -> 
                                 "input_token_details": {"audio_tokens": 5, "text_tokens": 0}}
     assert not run.t.awaiting_model
     assert not any(e["type"].startswith("response.") for e in run.events)
+    assert run.t.turns == 1 and run.t.responses == 0  # the session end line counts the utterance
 
 
 def test_ga_session_update_turns_a_fresh_session_into_transcription_under_vad() -> None:

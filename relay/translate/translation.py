@@ -187,6 +187,11 @@ class LiveTranslation:
     # ============================================================ what the shell reads
 
     @property
+    def turns(self) -> int:
+        """Segments translated, for the session's end line."""
+        return self.responses
+
+    @property
     def audio_in_seconds(self) -> float:
         return self.input_ms / 1000
 

@@ -197,6 +197,11 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         return self.responses, r is not None and r.has_output
 
     @property
+    def turns(self) -> int:
+        """The session's units of work, for its end line: responses, or utterances transcribed."""
+        return self.responses + self._stt.transcribed
+
+    @property
     def audio_in_seconds(self) -> float:
         return self._audio.total_ms / 1000
 
