@@ -3,8 +3,9 @@ Gemini's transcripts and audio in any order, handles, goAway, lost connections, 
 
 What must hold at every step: each event validates against the SDK's translation union; every byte of Gemini's
 audio reaches the client as 24 kHz pcm16, in order, with `elapsed_ms` the output audio before it; the
-transcripts are Gemini's, source text only when asked for; audio appended reaches Gemini (bytes in = bytes out)
-while no connection was switched or lost; after `session.closed` the socket closes and nothing follows.
+transcripts are Gemini's, source text only when asked for; audio appended reaches Gemini (bytes in = bytes out,
+with the silence a close appends) while no connection was switched or lost; after `session.closed` the socket
+closes and nothing follows.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from conformance.frames import pcm16
 from relay.ids import counting_ids
 from relay.models import caps_for
 from relay.translate import LiveTranslation, Output
+from relay.translate.translation import FLUSH_SILENCE
 from tests.schemas import validate_gemini, validate_openai
 
 CAPS = caps_for("gemini-3.5-live-translate-preview", "vertex", None)
@@ -49,6 +51,7 @@ class Stream:
         self.closed = False
         self.ready = False
         self.switched = False
+        self.flushed = False
         self.bytes_in = self.bytes_up = 0
         self.audio_out = b""  # what Gemini sent
         self.audio_client = b""  # what the client got
@@ -114,6 +117,9 @@ def test_generated_translation_streams_keep_their_invariants(steps: list[tuple[s
             assert [e["type"] for e in s.client(arg)] == ["error"]
         elif op == "close":
             s.client(b'{"type": "session.close"}')
+            if not s.closed and not s.flushed:  # it waits for Gemini, having appended silence to end the speech
+                s.flushed = True
+                s.bytes_in += len(base64.b64decode(FLUSH_SILENCE))
         elif s.t._upstream == "none":
             continue
         elif not s.ready:
