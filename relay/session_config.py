@@ -147,10 +147,17 @@ def _format(value: Any, param: str, ga: bool) -> str:
     return value
 
 
+# OpenAI's tool types (MCP is accepted and not offered to Gemini) and the relay's Google Search extension; another
+# type would be echoed in session.updated, which the SDKs refuse to parse.
+_TOOL_TYPES = ("function", "mcp", "google_search")
+
+
 def _tools(value: Any, param: str) -> list[dict[str, Any]]:
     _expect(value, list, param, "an array")
     for i, tool in enumerate(value):
         _expect(tool, dict, f"{param}[{i}]", "an object")
+        if tool.get("type", "function") not in _TOOL_TYPES:
+            raise invalid_value(f"{param}[{i}].type", tool.get("type"), _TOOL_TYPES)
         if "name" in tool:
             _expect(tool["name"], str, f"{param}[{i}].name", "a string")
     return list(value)
