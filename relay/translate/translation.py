@@ -25,7 +25,6 @@ from typing import Any
 import attrs
 import orjson
 
-from relay import codec
 from relay.audio import InputConverter, OutputConverter
 from relay.codec_gemini import UpstreamProtocolError, parse_server_message
 from relay.errors import ClientError, invalid_type
@@ -33,6 +32,7 @@ from relay.events import gemini as gm
 from relay.ids import IdFactory
 from relay.models import GeminiOptions, ModelCaps
 from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Close, Connect, Output
+from relay.translate.frames import ClientFrames
 from relay.translate.idle import loud
 from relay.translate.response import Meter
 from relay.translate.resumption import DEFAULT_SWITCH_BUFFER_MS, RESUMABLE_CLOSES, Buffer, audio_ms_of
@@ -148,7 +148,7 @@ class SpeechLog:
         self.speech = 0
 
 
-class LiveTranslation:
+class LiveTranslation(ClientFrames):
     """The translation socket's state machine: the same entry points as `Translator`, for `relay.session`."""
 
     dialect = "ga"  # the translation socket exists in GA only
@@ -231,35 +231,6 @@ class LiveTranslation:
         self._emit("session.created", session=self.session.render())
         return self._take()
 
-    def client_frame(self, frame: str | bytes) -> Output:
-        event_id = None
-        try:
-            if len(frame) > self._max_frame:
-                self.oversized += 1
-                event_id = codec.event_id_in_head(frame)
-                raise ClientError("message_too_large",
-                                  f"The event is {len(frame)} bytes; the limit is {self._max_frame} bytes.")
-            data = codec.parse_json(frame)
-            event_id = codec.event_id_of(data)
-            self._client_event(data)
-        except ClientError as exc:
-            self._error(exc.code, exc.message, exc.param, event_id)
-        return self._take()
-
-    def refuse_frame(self, frame: str | bytes, code: str, message: str) -> Output:
-        try:
-            data = codec.parse_json(frame) if len(frame) <= self._max_frame else None
-        except ClientError:
-            data = None
-        event_id = codec.event_id_of(data) if data is not None else codec.event_id_in_head(frame)
-        self._error(code, message, event_id=event_id)
-        return self._take()
-
-    def session_expired(self, seconds: float) -> Output:
-        self._error("session_expired", f"Your session hit the maximum duration of {seconds:g} seconds.")
-        self._out.close = Close(1000, "session expired")
-        return self._take()
-
     def upstream_frame(self, frame: str | bytes) -> Output:
         try:
             msg = parse_server_message(frame)
@@ -302,7 +273,7 @@ class LiveTranslation:
 
     # ============================================================ client events
 
-    def _client_event(self, data: dict[str, Any]) -> None:
+    def _client_data(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind is None:
             raise ClientError("missing_required_parameter", "The 'type' field is missing.", "type")

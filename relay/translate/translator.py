@@ -19,8 +19,9 @@ from relay.ids import IdFactory
 from relay.models import GeminiOptions, ModelCaps
 from relay.session_config import Dialect, SessionConfig, apply_beta, apply_ga, is_ga_shaped
 from relay.translate.audio_in import AudioInput, InputAudioState
-from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Close, Output
+from relay.translate.base import UPSTREAM_NONE, UPSTREAM_READY, UPSTREAM_SETUP_SENT, Output
 from relay.translate.conversation import Conversation
+from relay.translate.frames import ClientFrames
 from relay.translate.idle import IdleTimer
 from relay.translate.items import ItemStore
 from relay.translate.responding import Responding, session_fields
@@ -44,7 +45,7 @@ from relay.translate.transcription import TRANSCRIPTION_EVENTS, Transcribing
 log = logging.getLogger("relay.translate")
 
 
-class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, IdleTimer, Transcribing):
+class Translator(ClientFrames, Conversation, Responding, AudioInput, ToolCalls, Resumption, IdleTimer, Transcribing):
     def __init__(
         self,
         ids: IdFactory,
@@ -112,42 +113,9 @@ class Translator(Conversation, Responding, AudioInput, ToolCalls, Resumption, Id
         self._emit((oa.TranscriptionSessionCreated if beta_transcription else oa.SessionCreated)(self.session))
         return self._take()
 
-    def client_frame(self, frame: str | bytes) -> Output:
-        event_id = None
-        try:
-            if len(frame) > self._max_frame:
-                self.oversized += 1
-                event_id = codec.event_id_in_head(frame)
-                raise ClientError(
-                    "message_too_large",
-                    f"The event is {len(frame)} bytes; the limit is {self._max_frame} bytes.",
-                )
-            data = codec.parse_json(frame)
-            event_id = codec.event_id_of(data)
-            self._detect_dialect(data)
-            event = codec.structure_client_event(data)
-            self._client_event(event)
-        except ClientError as exc:
-            self._error(exc.code, exc.message, exc.param, event_id)
-        return self._take()
-
-    def refuse_frame(self, frame: str | bytes, code: str, message: str) -> Output:
-        """A client event the shell will not take (a limit it enforces): an `error` naming its event_id."""
-        try:
-            data = codec.parse_json(frame) if len(frame) <= self._max_frame else None
-        except ClientError:
-            data = None
-        # a frame too large or broken to parse may still name its event_id near its start
-        event_id = codec.event_id_of(data) if data is not None else codec.event_id_in_head(frame)
-        self._error(code, message, event_id=event_id)
-        return self._take()
-
-    def session_expired(self, seconds: float) -> Output:
-        """The session reached the relay's longest duration: an `error`, then the client is closed."""
-        self._error("session_expired", f"Your session hit the maximum duration of {seconds:g} seconds.",
-                    kind="invalid_request_error")
-        self._out.close = Close(1000, "session expired")
-        return self._take()
+    def _client_data(self, data: dict[str, Any]) -> None:
+        self._detect_dialect(data)
+        self._client_event(codec.structure_client_event(data))
 
     def upstream_frame(self, frame: str | bytes) -> Output:
         try:
