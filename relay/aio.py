@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import trio
 
-from relay.library import EVENT_BUFFER, ConfigSource, Kind, RelaySession, SessionClosed
+from relay.library import EVENT_BUFFER, ConfigSource, Kind, RelaySession, SessionClosed, until_closed
 from relay.library import connect as trio_connect
 
 __all__ = ["AsyncioSession", "connect"]
@@ -65,14 +65,7 @@ class AsyncioSession:
         return event
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            try:
-                yield await self.recv()
-            except SessionClosed:
-                return
+        return until_closed(self.recv)
 
     @property
     def close_info(self) -> tuple[int | None, str] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -164,14 +164,7 @@ class RelaySession:
             raise self._closed() from None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            try:
-                yield await self.recv()
-            except SessionClosed:
-                return
+        return until_closed(self.recv)
 
     @property
     def close_info(self) -> tuple[int | None, str] | None:
@@ -194,6 +187,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for warning in warnings:
         log.warning("%s", warning)
     return config
+
+
+async def until_closed(recv: Callable[[], Awaitable[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """A session's events for `async for`: `recv` until it says the session is closed."""
+    while True:
+        try:
+            yield await recv()
+        except SessionClosed:
+            return
 
 
 def _load(config: ConfigSource) -> Config | None:

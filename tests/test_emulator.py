@@ -163,6 +163,16 @@ def sdk_http_options(port: int, client_ctx: ssl.SSLContext) -> types.HttpOptions
     return types.HttpOptions(base_url=f"https://127.0.0.1:{port}/", async_client_args={"ssl": client_ctx})
 
 
+def sdk_client(port: int, client_ctx: ssl.SSLContext, vertex: bool) -> genai.Client:
+    """The google-genai client of the emulator on `port`, on the Vertex path or AI Studio's."""
+    if vertex:
+        return genai.Client(
+            vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
+            http_options=sdk_http_options(port, client_ctx),
+        )  # fmt: skip
+    return genai.Client(api_key="k", http_options=sdk_http_options(port, client_ctx))
+
+
 async def test_sdk_vertex_text(start: Starter, tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
     emulator, port = await start(ssl_context=tls[0], bearer_token="tok")
     client = genai.Client(
@@ -204,13 +214,7 @@ async def test_sdk_audio_with_transcription(
     start: Starter, tls: tuple[ssl.SSLContext, ssl.SSLContext], vertex: bool
 ) -> None:
     _, port = await start(ssl_context=tls[0], audio_chunk_ms=50)
-    if vertex:
-        client = genai.Client(
-            vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
-            http_options=sdk_http_options(port, tls[1]),
-        )  # fmt: skip
-    else:
-        client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
+    client = sdk_client(port, tls[1], vertex)
     config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
     messages = await run_sdk(lambda: sdk_turn(client, "gemini-live-2.5-flash", config, "say this please"))
     audio = b"".join(
@@ -241,13 +245,7 @@ async def test_sdk_realtime_audio_turn(
 ) -> None:
     """The SDK's own realtime audio (snake_case, its VAD config spelling) makes a spoken turn."""
     emulator, port = await start(ssl_context=tls[0])
-    if vertex:
-        client = genai.Client(
-            vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
-            http_options=sdk_http_options(port, tls[1]),
-        )  # fmt: skip
-    else:
-        client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
+    client = sdk_client(port, tls[1], vertex)
     config = {
         "response_modalities": ["AUDIO"],
         "input_audio_transcription": {},

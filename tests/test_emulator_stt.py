@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 import trio
-from google import genai
 from google.genai import types
-from google.oauth2.credentials import Credentials
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from relay.emulator.models import (
@@ -39,7 +37,7 @@ from tests.test_emulator import (
     recv_turn,
     reply_text,
     run_sdk,
-    sdk_http_options,
+    sdk_client,
     send,
     session,
     transcript,
@@ -413,13 +411,7 @@ async def test_fault_markers_in_the_heard_transcript(start: Starter, setup: dict
 async def test_sdk_translation_config(start: Starter, tls: tuple[ssl.SSLContext, ssl.SSLContext], vertex: bool) -> None:
     """The SDK's own ``translation_config`` (its spelling, under generationConfig on both backends)."""
     emulator, port = await start(ssl_context=tls[0])
-    if vertex:
-        client = genai.Client(
-            vertexai=True, project="p", location="us-central1", credentials=Credentials(token="t"),
-            http_options=sdk_http_options(port, tls[1]),
-        )  # fmt: skip
-    else:
-        client = genai.Client(api_key="k", http_options=sdk_http_options(port, tls[1]))
+    client = sdk_client(port, tls[1], vertex)
     config = types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         input_audio_transcription=types.AudioTranscriptionConfig(),

@@ -151,12 +151,20 @@ class Transcribing:
 
     def _transcription_commit(self) -> None:
         """The client's commit: an utterance; with turn detection off, Gemini is told the turn ended."""
+        manual = self._manual_turns()
+        self._utterance(asked=manual)
+        if manual:
+            self._end_manual_activity()
+
+    def _utterance(self, asked: bool) -> Utterance:
+        """The buffered audio committed as an utterance waiting for its transcript; `asked`: Gemini was told (or
+        found itself) that it ended."""
         item_id = self._commit_audio_item()
         self._audio.transcript_item = None  # conversation bookkeeping, not used here
-        self._stt.waiting.append(Utterance(item_id, self._audio.transcript_ms))
-        if self._manual_turns():
-            self._end_manual_activity()
-            self._stt.asked += 1
+        utterance = Utterance(item_id, self._audio.transcript_ms)
+        self._stt.waiting.append(utterance)
+        self._stt.asked += asked
+        return utterance
 
     # ------------------------------------------------------------ what Gemini says
 
@@ -200,12 +208,7 @@ class Transcribing:
     def _vad_utterance(self) -> Utterance:
         """Gemini's voice activity detection ended an utterance: speech_stopped and the committed item."""
         self._speech_started()
-        item_id = self._commit_audio_item()
-        self._audio.transcript_item = None
-        utterance = Utterance(item_id, self._audio.transcript_ms)
-        self._stt.waiting.append(utterance)
-        self._stt.asked += 1
-        return utterance
+        return self._utterance(asked=True)
 
     def _transcript_piece(self, text: str) -> None:
         waiting = self._stt.waiting
