@@ -76,6 +76,13 @@ class RelayServer:
         self.worker = worker
         self._started = int(time.time())  # `created` of every model in GET /v1/models
         self.upstreams = {m.model_name: Upstream(m) for m in config.models}
+        # Each model's capability row, and what routing reads of them, worked out once: the config is fixed.
+        self._caps = {m.model_name: m.caps() for m in config.models}
+        self._first_of_kind: dict[str, str] = {}
+        for name, caps in self._caps.items():
+            self._first_of_kind.setdefault(caps.kind, name)
+        self._transcribers = {m.model_name: (self._caps[m.model_name], m.options) for m in config.models
+                              if self._caps[m.model_name].kind in ("transcription", "realtime")}
         self.active_sessions = 0
         self.stats = Stats()
         self.totals = Totals()
@@ -174,20 +181,17 @@ class RelayServer:
             return 401, orjson.loads(_error_body("Incorrect API key provided.", "invalid_request_error",
                                                  "invalid_api_key"))
         data = [{"id": e.model_name, "object": "model", "created": self._started, "owned_by": "relay",
-                 "kind": e.caps().kind} for e in self.config.models]
+                 "kind": self._caps[e.model_name].kind} for e in self.config.models]
         return 200, {"object": "list", "data": data}
 
     def _default_model(self, route: str, transcription: bool) -> str | None:
         """The model of a handshake that names none: the first configured model of the kind asked for (for a
         transcription session, a transcription model, else the first realtime model)."""
-        by_kind: dict[str, list[str]] = {}
-        for entry in self.config.models:
-            by_kind.setdefault(entry.caps().kind, []).append(entry.model_name)
         if route == "translation":
             wanted = ["translation"]
         else:
             wanted = ["transcription", "realtime"] if transcription else ["realtime"]
-        return next((names[0] for kind in wanted if (names := by_kind.get(kind))), None)
+        return next((self._first_of_kind[kind] for kind in wanted if kind in self._first_of_kind), None)
 
     def _route_refusal(self, route: str, model: str | None, transcription: bool) -> tuple[int, str, bytes] | None:
         """(HTTP status, metric reason, body) if the handshake's route and model do not go together."""
@@ -204,7 +208,7 @@ class RelayServer:
             return 404, "model_not_found", _error_body(
                 f"The model '{model}' does not exist on this relay. Valid models: " + ", ".join(names) + ".",
                 "invalid_request_error", "model_not_found", model=model, valid_models=names)
-        kind = entry.caps().kind
+        kind = self._caps[model].kind
         if route == "translation" and kind != "translation":
             where = "/v1/realtime?intent=transcription&model=" if kind == "transcription" else "/v1/realtime?model="
             return 400, "wrong_session_kind", _error_body(
@@ -221,20 +225,18 @@ class RelayServer:
         """The session's state machine: a translation socket's, or a conversation's (started as a transcription
         session when the handshake asked for one or named a transcription model)."""
         ids = SessionIds()
-        caps = entry.caps()
+        caps = self._caps[entry.model_name]
         switch_ms = self.config.resume_buffer_seconds * 1000
         if route == "translation":
             lifetime = self.config.max_session_seconds or 3600
             return LiveTranslation(ids, caps, model=entry.model_name, expires_at=int(time.time() + lifetime),
                                    max_frame_bytes=MAX_EVENT_SIZE, switch_buffer_ms=switch_ms, options=entry.options)
         kind = "transcription" if transcription or caps.kind == "transcription" else "realtime"
-        transcribers = {e.model_name: (e.caps(), e.options) for e in self.config.models
-                        if e.caps().kind in ("transcription", "realtime")}
         # A handshake that named no model gets the first transcription model for its transcription sessions.
         default = entry.model_name if named else self._default_model("realtime", True)
         return Translator(ids, caps, dialect=dialect, max_frame_bytes=MAX_EVENT_SIZE,
                           compression=entry.context_window_compression, switch_buffer_ms=switch_ms,
-                          options=entry.options, kind=kind, model=entry.model_name, transcribers=transcribers,
+                          options=entry.options, kind=kind, model=entry.model_name, transcribers=self._transcribers,
                           default_transcriber=default)
 
     async def handle(self, conn: IncomingConnection, key: ClientKey | None = None,
